@@ -1,0 +1,410 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SignalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIGNAL_KIND_UNSPECIFIED: _ClassVar[SignalKind]
+    SIGNAL_KIND_FEATURE: _ClassVar[SignalKind]
+    SIGNAL_KIND_OUTPUT: _ClassVar[SignalKind]
+    SIGNAL_KIND_LATENCY: _ClassVar[SignalKind]
+    SIGNAL_KIND_RESOURCE: _ClassVar[SignalKind]
+    SIGNAL_KIND_ERROR: _ClassVar[SignalKind]
+
+class BaselineStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BASELINE_STATUS_UNSPECIFIED: _ClassVar[BaselineStatus]
+    BASELINE_STATUS_CANDIDATE: _ClassVar[BaselineStatus]
+    BASELINE_STATUS_ACTIVE: _ClassVar[BaselineStatus]
+    BASELINE_STATUS_RETIRED: _ClassVar[BaselineStatus]
+SIGNAL_KIND_UNSPECIFIED: SignalKind
+SIGNAL_KIND_FEATURE: SignalKind
+SIGNAL_KIND_OUTPUT: SignalKind
+SIGNAL_KIND_LATENCY: SignalKind
+SIGNAL_KIND_RESOURCE: SignalKind
+SIGNAL_KIND_ERROR: SignalKind
+BASELINE_STATUS_UNSPECIFIED: BaselineStatus
+BASELINE_STATUS_CANDIDATE: BaselineStatus
+BASELINE_STATUS_ACTIVE: BaselineStatus
+BASELINE_STATUS_RETIRED: BaselineStatus
+
+class Fingerprint(_message.Message):
+    __slots__ = ("hash", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    hash: str
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, hash: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class NumericColumn(_message.Message):
+    __slots__ = ("name", "kind", "values")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: SignalKind
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[SignalKind, str]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class CategoricalColumn(_message.Message):
+    __slots__ = ("name", "kind", "values")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: SignalKind
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[SignalKind, str]] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SliceColumn(_message.Message):
+    __slots__ = ("name", "values")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SampleBatch(_message.Message):
+    __slots__ = ("model", "version", "environment", "fingerprint", "instance", "request_ids", "timestamps", "numeric", "categorical", "slices", "batch_slices")
+    class BatchSlicesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    NUMERIC_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_FIELD_NUMBER: _ClassVar[int]
+    SLICES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SLICES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    environment: str
+    fingerprint: Fingerprint
+    instance: str
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    timestamps: _containers.RepeatedScalarFieldContainer[float]
+    numeric: _containers.RepeatedCompositeFieldContainer[NumericColumn]
+    categorical: _containers.RepeatedCompositeFieldContainer[CategoricalColumn]
+    slices: _containers.RepeatedCompositeFieldContainer[SliceColumn]
+    batch_slices: _containers.ScalarMap[str, str]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., environment: _Optional[str] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., instance: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., timestamps: _Optional[_Iterable[float]] = ..., numeric: _Optional[_Iterable[_Union[NumericColumn, _Mapping]]] = ..., categorical: _Optional[_Iterable[_Union[CategoricalColumn, _Mapping]]] = ..., slices: _Optional[_Iterable[_Union[SliceColumn, _Mapping]]] = ..., batch_slices: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class BatchRejection(_message.Message):
+    __slots__ = ("batch_index", "code", "message", "records")
+    BATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    batch_index: int
+    code: int
+    message: str
+    records: int
+    def __init__(self, batch_index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., records: _Optional[int] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("batches_accepted", "batches_rejected", "records_accepted", "records_rejected", "rejections")
+    BATCHES_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    batches_accepted: int
+    batches_rejected: int
+    records_accepted: int
+    records_rejected: int
+    rejections: _containers.RepeatedCompositeFieldContainer[BatchRejection]
+    def __init__(self, batches_accepted: _Optional[int] = ..., batches_rejected: _Optional[int] = ..., records_accepted: _Optional[int] = ..., records_rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[BatchRejection, _Mapping]]] = ...) -> None: ...
+
+class Baseline(_message.Message):
+    __slots__ = ("id", "model", "environment", "name", "reason", "created_by", "created_at", "window_start", "window_end", "status", "versions", "parent_id", "fingerprint", "series_count", "record_count", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SERIES_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    model: str
+    environment: str
+    name: str
+    reason: str
+    created_by: str
+    created_at: float
+    window_start: float
+    window_end: float
+    status: BaselineStatus
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    parent_id: str
+    fingerprint: Fingerprint
+    series_count: int
+    record_count: int
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[float] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., status: _Optional[_Union[BaselineStatus, str]] = ..., versions: _Optional[_Iterable[str]] = ..., parent_id: _Optional[str] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., series_count: _Optional[int] = ..., record_count: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class QuantileValue(_message.Message):
+    __slots__ = ("q", "value")
+    Q_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    q: float
+    value: float
+    def __init__(self, q: _Optional[float] = ..., value: _Optional[float] = ...) -> None: ...
+
+class CategoryCount(_message.Message):
+    __slots__ = ("value", "count")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    count: int
+    def __init__(self, value: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class SeriesSummary(_message.Message):
+    __slots__ = ("version", "slice", "signal", "kind", "categorical", "count", "missing", "out_of_range", "missing_rate", "min", "max", "mean", "quantiles", "top_values", "other_count", "distinct")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SLICE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_RANGE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_RATE_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    TOP_VALUES_FIELD_NUMBER: _ClassVar[int]
+    OTHER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    slice: str
+    signal: str
+    kind: SignalKind
+    categorical: bool
+    count: int
+    missing: int
+    out_of_range: int
+    missing_rate: float
+    min: float
+    max: float
+    mean: float
+    quantiles: _containers.RepeatedCompositeFieldContainer[QuantileValue]
+    top_values: _containers.RepeatedCompositeFieldContainer[CategoryCount]
+    other_count: int
+    distinct: int
+    def __init__(self, version: _Optional[str] = ..., slice: _Optional[str] = ..., signal: _Optional[str] = ..., kind: _Optional[_Union[SignalKind, str]] = ..., categorical: _Optional[bool] = ..., count: _Optional[int] = ..., missing: _Optional[int] = ..., out_of_range: _Optional[int] = ..., missing_rate: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., quantiles: _Optional[_Iterable[_Union[QuantileValue, _Mapping]]] = ..., top_values: _Optional[_Iterable[_Union[CategoryCount, _Mapping]]] = ..., other_count: _Optional[int] = ..., distinct: _Optional[int] = ...) -> None: ...
+
+class FreezeBaselineRequest(_message.Message):
+    __slots__ = ("model", "environment", "name", "reason", "actor", "start", "end", "versions", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    name: str
+    reason: str
+    actor: str
+    start: float
+    end: float
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., versions: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetBaselineRequest(_message.Message):
+    __slots__ = ("id", "quantiles", "top_k")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    quantiles: _containers.RepeatedScalarFieldContainer[float]
+    top_k: int
+    def __init__(self, id: _Optional[str] = ..., quantiles: _Optional[_Iterable[float]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class BaselineView(_message.Message):
+    __slots__ = ("baseline", "series")
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    baseline: Baseline
+    series: _containers.RepeatedCompositeFieldContainer[SeriesSummary]
+    def __init__(self, baseline: _Optional[_Union[Baseline, _Mapping]] = ..., series: _Optional[_Iterable[_Union[SeriesSummary, _Mapping]]] = ...) -> None: ...
+
+class ListBaselinesRequest(_message.Message):
+    __slots__ = ("model", "environment", "status")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    status: BaselineStatus
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., status: _Optional[_Union[BaselineStatus, str]] = ...) -> None: ...
+
+class ListBaselinesResponse(_message.Message):
+    __slots__ = ("baselines",)
+    BASELINES_FIELD_NUMBER: _ClassVar[int]
+    baselines: _containers.RepeatedCompositeFieldContainer[Baseline]
+    def __init__(self, baselines: _Optional[_Iterable[_Union[Baseline, _Mapping]]] = ...) -> None: ...
+
+class PromoteBaselineRequest(_message.Message):
+    __slots__ = ("id", "reason", "actor")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    reason: str
+    actor: str
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class RollbackBaselineRequest(_message.Message):
+    __slots__ = ("model", "environment", "reason", "actor")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    reason: str
+    actor: str
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class RetireBaselineRequest(_message.Message):
+    __slots__ = ("id", "reason", "actor")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    reason: str
+    actor: str
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class GetActiveBaselineRequest(_message.Message):
+    __slots__ = ("model", "environment")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
+
+class GetWindowRequest(_message.Message):
+    __slots__ = ("model", "environment", "start", "end", "versions", "quantiles", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    start: float
+    end: float
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    quantiles: _containers.RepeatedScalarFieldContainer[float]
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., versions: _Optional[_Iterable[str]] = ..., quantiles: _Optional[_Iterable[float]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class WindowView(_message.Message):
+    __slots__ = ("model", "environment", "start", "end", "versions", "instances", "series")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    start: float
+    end: float
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    instances: _containers.RepeatedScalarFieldContainer[str]
+    series: _containers.RepeatedCompositeFieldContainer[SeriesSummary]
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., versions: _Optional[_Iterable[str]] = ..., instances: _Optional[_Iterable[str]] = ..., series: _Optional[_Iterable[_Union[SeriesSummary, _Mapping]]] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("seq", "time", "actor", "action", "model", "environment", "target", "reason", "before", "after")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    time: float
+    actor: str
+    action: str
+    model: str
+    environment: str
+    target: str
+    reason: str
+    before: str
+    after: str
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., target: _Optional[str] = ..., reason: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("model", "environment", "limit")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    limit: int
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,221 @@
+"""Values that cross module boundaries in the sidecar: series ids, baseline
+records, pointer state, audit entries and series summaries.
+
+All are frozen dataclasses; stores persist them as JSON (``to_json`` /
+``from_json``) next to the opaque series state bytes of ``sidecar.series``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "ALL_TRAFFIC",
+    "AuditDraft",
+    "AuditEntry",
+    "BaselineRecord",
+    "Kind",
+    "Partial",
+    "PointerState",
+    "SeriesId",
+    "Status",
+    "Summary",
+]
+
+ALL_TRAFFIC = "*"
+"""The slice of all traffic; other slices are ``attribute=value``."""
+
+_SEP = "\x1f"  # ASCII unit separator; ingest refuses names holding control characters
+
+
+class Kind(StrEnum):
+    """What a signal measures (mirrors ``baselined.v1.SignalKind``)."""
+
+    FEATURE = "feature"
+    OUTPUT = "output"
+    LATENCY = "latency"
+    RESOURCE = "resource"
+    ERROR = "error"
+
+    @classmethod
+    def from_proto(cls, value: int) -> Kind:
+        """Map a ``SignalKind`` enum number; raise ValueError for unknown numbers."""
+        try:
+            return _KIND_BY_NUMBER[value]
+        except KeyError:
+            raise ValueError(f"unknown signal kind {value}") from None
+
+    def to_proto(self) -> int:
+        return _NUMBER_BY_KIND[self]
+
+
+_KIND_BY_NUMBER = {1: Kind.FEATURE, 2: Kind.OUTPUT, 3: Kind.LATENCY, 4: Kind.RESOURCE, 5: Kind.ERROR}
+_NUMBER_BY_KIND = {v: k for k, v in _KIND_BY_NUMBER.items()}
+
+
+@dataclass(frozen=True, order=True)
+class SeriesId:
+    """One series of a (model, environment): version, slice, signal kind and name.
+
+    >>> sid = SeriesId("v2", "*", Kind.LATENCY, "latency_seconds")
+    >>> SeriesId.parse(sid.encode()) == sid
+    True
+    """
+
+    version: str
+    slice: str
+    kind: Kind
+    signal: str
+
+    def encode(self) -> str:
+        return _SEP.join((self.version, self.slice, self.kind.value, self.signal))
+
+    @classmethod
+    def parse(cls, text: str) -> SeriesId:
+        parts = text.split(_SEP)
+        if len(parts) != 4:
+            raise ValueError(f"not a series id: {text!r}")
+        return cls(parts[0], parts[1], Kind(parts[2]), parts[3])
+
+
+class Status(StrEnum):
+    CANDIDATE = "candidate"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class BaselineRecord:
+    """A baseline's identity and provenance. Immutable once written, except
+    ``status``, which stores keep separately and fill in on read."""
+
+    id: str
+    model: str
+    environment: str
+    name: str
+    reason: str
+    created_by: str
+    created_at: float
+    window_start: float
+    window_end: float
+    versions: tuple[str, ...] = ()
+    parent_id: str = ""
+    fingerprint: Mapping[str, str] = field(default_factory=dict)
+    fingerprint_hash: str = ""
+    series_count: int = 0
+    record_count: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    status: Status = Status.CANDIDATE
+
+    def to_json(self) -> str:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["versions"] = list(self.versions)
+        data["fingerprint"] = dict(self.fingerprint)
+        data["labels"] = dict(self.labels)
+        data["status"] = self.status.value
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> BaselineRecord:
+        data: dict[str, Any] = json.loads(text)
+        data["versions"] = tuple(data.get("versions", ()))
+        data["status"] = Status(data.get("status", Status.CANDIDATE.value))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PointerState:
+    """The active pointer of one (model, environment).
+
+    ``history`` holds previously active baseline ids, most recent last; a roll
+    back makes its last element active again. ``revision`` grows by one with
+    every change and is what compare-and-set compares.
+    """
+
+    active: str | None = None
+    history: tuple[str, ...] = ()
+    revision: int = 0
+
+
+@dataclass(frozen=True)
+class AuditDraft:
+    """An audit entry before the store numbers it."""
+
+    time: float
+    actor: str
+    action: str
+    model: str
+    environment: str
+    target: str
+    reason: str
+    before: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """A stored audit entry; ``seq`` increases in the order entries were appended."""
+
+    seq: int
+    time: float
+    actor: str
+    action: str
+    model: str
+    environment: str
+    target: str
+    reason: str
+    before: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_draft(cls, seq: int, draft: AuditDraft) -> AuditEntry:
+        return cls(seq=seq, **{k: getattr(draft, k) for k in AuditDraft.__dataclass_fields__})
+
+    def to_json(self) -> str:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["before"] = dict(self.before)
+        data["after"] = dict(self.after)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> AuditEntry:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class Partial:
+    """One writer's state of one time bucket: encoded series state by series id."""
+
+    bucket: int  # bucket start, unix seconds
+    writer: str
+    series: Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a query reports of one series (numeric or categorical)."""
+
+    categorical: bool
+    count: int
+    missing: int = 0
+    out_of_range: int = 0
+    min: float = math.nan
+    max: float = math.nan
+    mean: float = math.nan
+    quantiles: tuple[tuple[float, float], ...] = ()
+    top_values: tuple[tuple[str, int], ...] = ()
+    other_count: int = 0
+    distinct: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.count + self.missing + self.out_of_range
+
+    @property
+    def missing_rate(self) -> float:
+        return self.missing / self.total if self.total else 0.0

@@ -1,0 +1,192 @@
+"""Sidecar settings: one object per process.
+
+Each setting resolves, in order: explicit argument (a CLI flag), the
+``BASELINED_<NAME>`` environment variable, the config file (TOML, top-level
+keys or a ``[sidecar]`` table; path from ``--config`` or ``BASELINED_CONFIG``),
+then the default. Values are validated at start; an error names the field and
+where its value came from.
+
+>>> s = Settings.resolve({"bucket_seconds": 30}, env={})
+>>> s.bucket_seconds
+30
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sidecar.errors import ConfigError
+
+__all__ = ["Settings", "default_instance"]
+
+_ENV_PREFIX = "BASELINED_"
+
+
+def default_instance() -> str:
+    """The writer id of this sidecar: the pod name when set, else the host name."""
+    return os.environ.get("POD_NAME") or socket.gethostname()
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or greater"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `baselined serve` can be told. See ``docs/configuration.md``."""
+
+    listen: str = field(default="127.0.0.1:50051", metadata={"help": "gRPC address: host:port or unix:/path"})
+    store: str = field(
+        default="sqlite:///baselined.db",
+        metadata={"help": "store URL: sqlite:///relative.db, sqlite:////abs.db, :memory:, redis://host:port/db"},
+    )
+    instance: str = field(default_factory=default_instance, metadata={"help": "this sidecar's writer id"})
+    bucket_seconds: int = field(default=60, metadata={"help": "width of a window bucket", "check": _positive})
+    flush_interval: float = field(
+        default=5.0, metadata={"help": "seconds between flushes of live windows to the store", "check": _positive}
+    )
+    retention_seconds: int = field(
+        default=7 * 24 * 3600, metadata={"help": "how long window data is kept", "check": _positive}
+    )
+    compression: int = field(
+        default=1000, metadata={"help": "t-digest size (max centroids) per series", "check": _positive}
+    )
+    categorical_capacity: int = field(
+        default=256, metadata={"help": "distinct values kept exactly per categorical series", "check": _positive}
+    )
+    max_batch_bytes: int = field(
+        default=4 * 1024 * 1024, metadata={"help": "largest accepted batch message", "check": _positive}
+    )
+    max_batch_rows: int = field(default=65536, metadata={"help": "most rows in one batch", "check": _positive})
+    max_signals: int = field(default=256, metadata={"help": "most signals in one batch", "check": _positive})
+    max_slice_attributes: int = field(
+        default=16, metadata={"help": "most slice attributes in one batch", "check": _non_negative}
+    )
+    max_slice_values: int = field(
+        default=64,
+        metadata={
+            "help": "distinct values per slice attribute per (model, environment); more fold into __other__",
+            "check": _non_negative,
+        },
+    )
+    max_clock_skew: float = field(
+        default=300.0, metadata={"help": "how far in the future a timestamp may be", "check": _non_negative}
+    )
+    reflection: bool = field(default=True, metadata={"help": "serve gRPC server reflection"})
+    shutdown_grace: float = field(
+        default=10.0, metadata={"help": "seconds to finish in-flight calls on SIGTERM", "check": _non_negative}
+    )
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check: Callable[[Any], str | None] | None = f.metadata.get("check")
+            if check is not None:
+                problem = check(getattr(self, f.name))
+                if problem:
+                    raise ConfigError(f"setting {f.name!r} {problem}, got {getattr(self, f.name)!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"setting 'log_level' must be debug, info, warning or error, got {self.log_level!r}")
+        if not self.listen:
+            raise ConfigError("setting 'listen' must not be empty")
+        if not self.instance:
+            raise ConfigError("setting 'instance' must not be empty")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def resolve(
+        cls,
+        args: Mapping[str, Any] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        config_file: str | Path | None = None,
+    ) -> Settings:
+        """Build settings from arguments > environment > config file > defaults.
+
+        ``args`` values of None count as not given. Unknown keys in ``args`` or
+        the config file raise ConfigError naming them.
+        """
+        env = os.environ if env is None else env
+        args = {k: v for k, v in (args or {}).items() if v is not None}
+        known = {f.name: f for f in fields(cls)}
+        for key in args:
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r}")
+        path = config_file if config_file is not None else env.get(_ENV_PREFIX + "CONFIG")
+        from_file = _read_config(Path(path)) if path else {}
+        for key in from_file:
+            if key not in known:
+                raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        values: dict[str, Any] = {}
+        for name, f in known.items():
+            env_name = _ENV_PREFIX + name.upper()
+            if name in args:
+                raw, origin = args[name], f"--{name.replace('_', '-')}"
+            elif env_name in env:
+                raw, origin = env[env_name], env_name
+            elif name in from_file:
+                raw, origin = from_file[name], f"config file {path}"
+            else:
+                continue
+            values[name] = _coerce(f, raw, origin)
+        try:
+            return cls(**values)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from err
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file {path} does not exist") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+    section = data.get("sidecar", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [sidecar] must be a table")
+    return {k.replace("-", "_"): v for k, v in section.items()}
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if kind == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("expected a whole number")
+            return int(raw)
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"setting {f.name!r} from {origin}: {err} (got {raw!r})") from err

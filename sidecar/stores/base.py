@@ -1,0 +1,160 @@
+"""The ``Store`` protocol: what the sidecar needs from its storage.
+
+Two implementations pass one contract suite (``tests/stores/test_contract.py``):
+``SQLiteStore`` (embedded default, ``sqlite:///path`` or ``:memory:``) and
+``RedisStore`` (``redis://``, ``rediss://``; Redis Cluster later).
+
+Series state is opaque bytes here (``sidecar.series`` encodes it); stores never
+interpret it. Window partials are written per (model, environment, bucket,
+writer) so writers never contend; readers merge partials. Baselines are
+immutable and created atomically with their audit entry. The active pointer
+changes only through :meth:`Store.cas_pointer`, which compares the pointer's
+revision and, in one atomic step, applies the new pointer, status changes and
+the audit entry.
+
+Every method is synchronous and may block on I/O; async callers run them with
+``asyncio.to_thread``. Failures to reach the backend raise
+``sidecar.errors.StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from sidecar.records import (
+    AuditDraft,
+    AuditEntry,
+    BaselineRecord,
+    Partial,
+    PointerState,
+    Status,
+)
+
+__all__ = ["Store"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Storage for window partials, baselines, active pointers and the audit log."""
+
+    # -- windows ---------------------------------------------------------------
+
+    def write_partials(
+        self,
+        model: str,
+        environment: str,
+        partials: Sequence[Partial],
+        *,
+        ttl_seconds: int,
+    ) -> None:
+        """Upsert partials of one (model, environment).
+
+        For each partial, every series in ``partial.series`` replaces the value
+        the same writer stored for the same bucket and series before (writers
+        send cumulative state, so a repeated flush is idempotent). Series not
+        named keep their stored value. Data expires ``ttl_seconds`` after the
+        last write to its bucket (Redis TTL; SQLite deletes on write/read).
+        All partials of one call are written in one round trip / transaction.
+        """
+        ...
+
+    def read_partials(
+        self, model: str, environment: str, start: int, end: int
+    ) -> list[Partial]:
+        """Every writer's partial of every bucket with ``start <= bucket < end``,
+        ordered by bucket then writer. Expired buckets are not returned."""
+        ...
+
+    def list_windows(self) -> list[tuple[str, str]]:
+        """The (model, environment) pairs that have window data, sorted."""
+        ...
+
+    # -- baselines -------------------------------------------------------------
+
+    def create_baseline(
+        self,
+        record: BaselineRecord,
+        series: Mapping[str, bytes],
+        audit: AuditDraft,
+    ) -> AuditEntry:
+        """Write a new baseline and its audit entry atomically.
+
+        Raises ``AlreadyExists`` (and writes nothing) when ``record.id`` exists,
+        or when (model, environment, name) names an existing baseline. A crash
+        mid-write leaves either the whole baseline or nothing.
+        """
+        ...
+
+    def get_baseline(self, baseline_id: str) -> BaselineRecord:
+        """The record with its current status. Raises ``NotFound``."""
+        ...
+
+    def get_baseline_series(self, baseline_id: str) -> dict[str, bytes]:
+        """All series of a baseline. Raises ``NotFound``."""
+        ...
+
+    def find_baseline(self, model: str, environment: str, name: str) -> BaselineRecord:
+        """The baseline of (model, environment) with that name. Raises ``NotFound``."""
+        ...
+
+    def list_baselines(
+        self,
+        model: str | None = None,
+        environment: str | None = None,
+        status: Status | None = None,
+    ) -> list[BaselineRecord]:
+        """Matching records, oldest first (by ``created_at``, then id)."""
+        ...
+
+    # -- active pointer --------------------------------------------------------
+
+    def get_pointer(self, model: str, environment: str) -> PointerState:
+        """The pointer; ``PointerState()`` (revision 0) when never set."""
+        ...
+
+    def cas_pointer(
+        self,
+        model: str,
+        environment: str,
+        *,
+        expected_revision: int,
+        active: str | None,
+        history: tuple[str, ...],
+        status_changes: Mapping[str, Status],
+        audit: AuditDraft,
+    ) -> tuple[PointerState, AuditEntry]:
+        """Atomically: if the pointer's revision is ``expected_revision``, set
+        ``active`` and ``history``, bump the revision, apply ``status_changes``
+        (baseline id -> new status, ids of this model) and append ``audit``.
+
+        Raises ``Conflict`` (changing nothing) when the revision moved, and
+        ``NotFound`` when a baseline named in ``active`` or ``status_changes``
+        does not exist. Returns the new pointer and the stored audit entry.
+        """
+        ...
+
+    # -- audit -----------------------------------------------------------------
+
+    def list_audit(
+        self,
+        model: str | None = None,
+        environment: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """The newest ``limit`` matching entries, oldest first (ascending seq).
+
+        ``seq`` is unique and increasing per store for SQLite, and per model
+        for Redis (entries of one model are totally ordered).
+        """
+        ...
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Return when the backend answers; raise ``StoreUnavailable`` otherwise."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...
