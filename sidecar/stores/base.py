@@ -59,9 +59,7 @@ class Store(Protocol):
         """
         ...
 
-    def read_partials(
-        self, model: str, environment: str, start: int, end: int
-    ) -> list[Partial]:
+    def read_partials(self, model: str, environment: str, start: int, end: int) -> list[Partial]:
         """Every writer's partial of every bucket with ``start <= bucket < end``,
         ordered by bucket then writer. Expired buckets are not returned."""
         ...

@@ -1,0 +1,138 @@
+"""Conversions between the sidecar's records and the ``baselined.v1`` messages.
+
+Only the servicers use these; everything below them speaks in
+``sidecar.records`` values.
+
+>>> from sidecar.records import Status
+>>> status_to_pb(Status.ACTIVE) == pb.BASELINE_STATUS_ACTIVE
+True
+>>> status_from_pb(pb.BASELINE_STATUS_UNSPECIFIED) is None
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from baselined.v1 import baselined_pb2 as pb
+from sidecar.baselines import BaselineView, WindowView
+from sidecar.errors import InvalidInput
+from sidecar.records import AuditEntry, BaselineRecord, SeriesId, Status, Summary
+
+__all__ = [
+    "audit_to_pb",
+    "baseline_view_to_pb",
+    "record_to_pb",
+    "series_to_pb",
+    "status_from_pb",
+    "status_to_pb",
+    "window_view_to_pb",
+]
+
+_STATUS_TO_PB = {
+    Status.CANDIDATE: pb.BASELINE_STATUS_CANDIDATE,
+    Status.ACTIVE: pb.BASELINE_STATUS_ACTIVE,
+    Status.RETIRED: pb.BASELINE_STATUS_RETIRED,
+}
+_STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
+
+
+def status_to_pb(status: Status) -> pb.BaselineStatus.ValueType:
+    """The ``BaselineStatus`` number of a status."""
+    return _STATUS_TO_PB[status]
+
+
+def status_from_pb(value: int) -> Status | None:
+    """The status of a ``BaselineStatus`` number; None for UNSPECIFIED (any status).
+
+    Raises InvalidInput for numbers this version does not know.
+    """
+    if value == pb.BASELINE_STATUS_UNSPECIFIED:
+        return None
+    try:
+        return _STATUS_FROM_PB[value]  # type: ignore[index]
+    except KeyError:
+        raise InvalidInput(f"unknown baseline status {value}") from None
+
+
+def record_to_pb(record: BaselineRecord) -> pb.Baseline:
+    """A ``Baseline`` message of a record (identity and provenance, no series)."""
+    return pb.Baseline(
+        id=record.id,
+        model=record.model,
+        environment=record.environment,
+        name=record.name,
+        reason=record.reason,
+        created_by=record.created_by,
+        created_at=record.created_at,
+        window_start=record.window_start,
+        window_end=record.window_end,
+        status=status_to_pb(record.status),
+        versions=list(record.versions),
+        parent_id=record.parent_id,
+        fingerprint=pb.Fingerprint(hash=record.fingerprint_hash, fields=dict(record.fingerprint)),
+        series_count=record.series_count,
+        record_count=record.record_count,
+        labels=dict(record.labels),
+    )
+
+
+def series_to_pb(sid: SeriesId, summary: Summary) -> pb.SeriesSummary:
+    """A ``SeriesSummary`` of one series (NaN min/max/mean when it holds no values)."""
+    return pb.SeriesSummary(
+        version=sid.version,
+        slice=sid.slice,
+        signal=sid.signal,
+        kind=sid.kind.to_proto(),  # type: ignore[arg-type]
+        categorical=summary.categorical,
+        count=summary.count,
+        missing=summary.missing,
+        out_of_range=summary.out_of_range,
+        missing_rate=summary.missing_rate,
+        min=summary.min,
+        max=summary.max,
+        mean=summary.mean,
+        quantiles=[pb.QuantileValue(q=q, value=v) for q, v in summary.quantiles],
+        top_values=[pb.CategoryCount(value=v, count=c) for v, c in summary.top_values],
+        other_count=summary.other_count,
+        distinct=summary.distinct,
+    )
+
+
+def _series(items: Iterable[tuple[SeriesId, Summary]]) -> list[pb.SeriesSummary]:
+    return [series_to_pb(sid, summary) for sid, summary in items]
+
+
+def baseline_view_to_pb(view: BaselineView) -> pb.BaselineView:
+    """A ``BaselineView`` message: the record and its series summaries."""
+    return pb.BaselineView(baseline=record_to_pb(view.record), series=_series(view.series))
+
+
+def window_view_to_pb(view: WindowView) -> pb.WindowView:
+    """A ``WindowView`` message of a live window."""
+    return pb.WindowView(
+        model=view.model,
+        environment=view.environment,
+        start=view.start,
+        end=view.end,
+        versions=list(view.versions),
+        instances=list(view.writers),
+        series=_series(view.series),
+    )
+
+
+def audit_to_pb(entry: AuditEntry) -> pb.AuditEntry:
+    """An ``AuditEntry`` message; ``before`` and ``after`` become compact JSON."""
+    return pb.AuditEntry(
+        seq=entry.seq,
+        time=entry.time,
+        actor=entry.actor,
+        action=entry.action,
+        model=entry.model,
+        environment=entry.environment,
+        target=entry.target,
+        reason=entry.reason,
+        before=json.dumps(dict(entry.before), sort_keys=True, separators=(",", ":")),
+        after=json.dumps(dict(entry.after), sort_keys=True, separators=(",", ":")),
+    )

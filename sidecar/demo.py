@@ -1,0 +1,269 @@
+"""``baselined demo``: the whole loop on one machine, with real processes.
+
+1. starts a real sidecar (``baselined serve``) on an embedded SQLite store;
+2. starts a small HTTP model server whose predict function is wrapped by the
+   middleware (``sidecar/demo_server.py``) and sends it traffic;
+3. freezes that traffic into a baseline and promotes it;
+4. restarts the model server with a regression injected (a dependency update
+   that scales one input in preprocessing and slows inference by ~3 ms);
+5. prints the baseline's quantiles next to the live window's and names the
+   series that moved, then stops everything cleanly.
+
+Exit code 0 when the injected regression shows in the outputs and latency and
+the untouched input features stay put; 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from baselined.v1 import baselined_pb2 as pb
+
+__all__ = ["run_demo"]
+
+MODEL, ENVIRONMENT = "fraud", "demo"
+LEVELS = (0.5, 0.9, 0.99)
+SHIFT_THRESHOLD = 0.05  # relative change that the demo calls a shift
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def _wait_for_sidecar(target: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the sidecar exited with code {process.returncode}:\n{log.read_text()}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"the sidecar did not become ready within {timeout:.0f} s; log:\n{log.read_text()}")
+
+
+def _wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the model server exited with code {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1.0)
+        except urllib.error.HTTPError:
+            return  # it answered (404 on GET /): it is up
+        except OSError:
+            time.sleep(0.05)
+            continue
+        return
+    raise RuntimeError("the model server did not start in time")
+
+
+def _stop(process: subprocess.Popen[bytes], name: str, timeout: float = 20.0) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _say(f"{name} did not stop within {timeout:.0f} s; killing it")
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def _send_traffic(port: int, count: int, rng: random.Random, phase: str) -> None:
+    url = f"http://127.0.0.1:{port}/predict"
+    step = max(1, count // 5)
+    for i in range(count):
+        features = {
+            "amount": round(rng.lognormvariate(3.5, 0.8), 2),
+            "age_days": rng.expovariate(1 / 300.0),
+            "items": float(min(20, int(rng.expovariate(1 / 3.0)) + 1)),
+            "distance_km": rng.gammavariate(2.0, 15.0),
+        }
+        body = json.dumps({"request_id": f"{phase}-{i}", "features": features}).encode()
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10.0) as response:
+            response.read()
+        if (i + 1) % step == 0:
+            _say(f"  {phase}: {i + 1}/{count} requests")
+
+
+def _run_model_server(port: int, target: str, version: str, regression: bool, workdir: Path) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable, "-m", "sidecar.demo_server",
+        "--port", str(port), "--target", target, "--model", MODEL,
+        "--version", version, "--environment", ENVIRONMENT,
+    ]  # fmt: skip
+    if regression:
+        cmd.append("--regression")
+    log = open(workdir / f"model-{version}.log", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env())
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = Path(__file__).resolve().parent.parent
+    extra = [str(root), str(root / "proto")]
+    env["PYTHONPATH"] = os.pathsep.join(extra + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def _wait_bucket_boundary(bucket_seconds: float) -> float:
+    now = time.time()
+    boundary = math.floor(now / bucket_seconds) * bucket_seconds + bucket_seconds
+    time.sleep(max(0.0, boundary - now) + 0.05)
+    return boundary
+
+
+def _quantile_map(series: Sequence[pb.SeriesSummary]) -> dict[tuple[str, str], dict[float, float]]:
+    out: dict[tuple[str, str], dict[float, float]] = {}
+    for s in series:
+        if s.categorical or s.slice != "*":
+            continue
+        out[(pb.SignalKind.Name(s.kind).removeprefix("SIGNAL_KIND_").lower(), s.signal)] = {
+            round(q.q, 6): q.value for q in s.quantiles
+        }
+    return out
+
+
+def _compare(baseline: pb.BaselineView, live: pb.WindowView) -> list[tuple[str, str, bool]]:
+    """Print the side-by-side table; return (kind, signal, shifted) per series."""
+    base, now = _quantile_map(baseline.series), _quantile_map(live.series)
+    header = f"{'series':<28}" + "".join(f"{'p' + format(q * 100, 'g'):>26}" for q in LEVELS) + "  verdict"
+    print(header)
+    print(f"{'':<28}" + "".join(f"{'baseline -> live (change)':>26}" for _ in LEVELS))
+    results = []
+    for key in sorted(base):
+        if key not in now:
+            continue
+        cells, shifted = [], False
+        for q in LEVELS:
+            b, v = base[key].get(round(q, 6), math.nan), now[key].get(round(q, 6), math.nan)
+            change = (v - b) / abs(b) if b else (0.0 if v == b else math.inf)
+            shifted = shifted or abs(change) > SHIFT_THRESHOLD
+            cells.append(f"{b:9.4g} -> {v:9.4g} ({change:+6.1%})")
+        name = f"{key[0]}:{key[1]}"
+        print(f"{name:<28}" + "".join(f"{c:>26}" for c in cells) + ("  SHIFTED" if shifted else "  ok"))
+        results.append((key[0], key[1], shifted))
+    return results
+
+
+def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
+    """Run the demo; see the module docstring. Returns the process exit code."""
+    from middleware import Client
+
+    if requests < 200:
+        print("baselined demo: --requests must be at least 200", file=sys.stderr)
+        return 2
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="baselined-demo-")
+        workdir = tmp.name
+    folder = Path(workdir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    bucket_seconds = 1.0
+    target = f"127.0.0.1:{_free_port()}"
+    store_url = f"sqlite:///{folder / 'demo.db'}"
+    sidecar_log = folder / "sidecar.log"
+    _say(f"work folder {folder}")
+    _say(f"starting the sidecar on {target} with store {store_url}")
+    sidecar = subprocess.Popen(
+        [
+            sys.executable, "-m", "sidecar.cli", "serve", "--listen", target, "--store", store_url,
+            "--bucket-seconds", str(int(bucket_seconds)), "--flush-interval", "0.5", "--instance", "demo-sidecar",
+        ],  # fmt: skip
+        stdout=open(sidecar_log, "wb"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        env=_child_env(),
+    )
+    rng = random.Random(7)
+    code = 1
+    try:
+        _wait_for_sidecar(target, sidecar, sidecar_log)
+        _say("sidecar is SERVING")
+
+        port = _free_port()
+        _say("phase 1: model server v1, normal traffic")
+        server = _run_model_server(port, target, "v1", False, folder)
+        _wait_for_http(f"http://127.0.0.1:{port}/", server)
+        start1 = math.floor(time.time() / bucket_seconds) * bucket_seconds
+        _send_traffic(port, requests, rng, "baseline")
+        _stop(server, "model server v1")
+        end1 = _wait_bucket_boundary(bucket_seconds)
+
+        with Client(target, timeout=30.0) as client:
+            frozen = client.freeze(
+                model=MODEL, environment=ENVIRONMENT, name="demo-v1", reason="healthy v1 traffic",
+                actor="demo", start=start1, end=end1, versions=[], labels={},
+            )  # fmt: skip
+            client.promote(frozen.id, reason="first baseline", actor="demo")
+            _say(f"froze and promoted baseline {frozen.id} ({frozen.record_count} records)")
+
+            _say("phase 2: model server v2 with an injected regression (bad dependency update)")
+            server = _run_model_server(port, target, "v2", True, folder)
+            _wait_for_http(f"http://127.0.0.1:{port}/", server)
+            start2 = math.floor(time.time() / bucket_seconds) * bucket_seconds
+            _send_traffic(port, requests, rng, "live")
+            _stop(server, "model server v2")
+            end2 = _wait_bucket_boundary(bucket_seconds)
+
+            view = client.get(frozen.id, quantiles=list(LEVELS), top_k=5)
+            live = client.window(
+                model=MODEL, environment=ENVIRONMENT, start=start2, end=end2, versions=[],
+                quantiles=list(LEVELS), top_k=5,
+            )  # fmt: skip
+        print()
+        _say(f"baseline {frozen.id} (v1) against the live window (v2):")
+        print()
+        results = _compare(view, live)
+        print()
+        shifted = {(k, s) for k, s, moved in results if moved}
+        expected = {("latency", "latency_seconds"), ("output", "score")}
+        untouched = {("feature", "amount"), ("feature", "items"), ("feature", "distance_km")}
+        caught = expected <= shifted
+        quiet = not (untouched & shifted)
+        if caught and quiet:
+            _say("caught: latency and the score moved after the dependency update; the inputs did not.")
+            code = 0
+        else:
+            _say(f"NOT caught as expected: shifted={sorted(shifted)}")
+    except Exception as err:
+        _say(f"failed: {err}")
+        code = 1
+    finally:
+        rc = _stop(sidecar, "sidecar")
+        _say(f"sidecar stopped (exit code {rc}); its log is {sidecar_log}")
+        if rc != 0:
+            code = 1
+        if tmp is not None and code == 0:
+            tmp.cleanup()
+    return code

@@ -1,0 +1,247 @@
+"""The sidecar server: ``grpc.aio`` with Ingest, Baselines, health and reflection.
+
+:class:`Sidecar` wires a store, the live windows and the baseline manager to a
+gRPC server and flushes the windows on an interval. :func:`run` is the
+blocking entry point of ``baselined serve``: it stops gracefully on SIGTERM
+or SIGINT (health NOT_SERVING, in-flight calls finish, windows flushed,
+store closed, exit code 0).
+
+>>> # sidecar = Sidecar(Settings.resolve({"listen": "127.0.0.1:0", "store": ":memory:"}))
+>>> # await sidecar.start(); ...; await sidecar.stop(5.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from baselined.v1 import baselined_pb2 as pb
+from baselined.v1 import baselined_pb2_grpc as pb_grpc
+from sidecar.baselines import BaselineManager
+from sidecar.errors import BaselinedError
+from sidecar.service import BaselinesService, IngestService
+from sidecar.settings import Settings
+from sidecar.stores import open_store
+from sidecar.stores.base import Store
+from sidecar.windows import Windows
+
+__all__ = ["SERVICE_NAMES", "Sidecar", "redact_url", "run"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES: tuple[str, ...] = (
+    pb.DESCRIPTOR.services_by_name["Ingest"].full_name,
+    pb.DESCRIPTOR.services_by_name["Baselines"].full_name,
+)
+"""Fully qualified names of the services the sidecar serves (health reports each)."""
+
+_TRANSPORT_SLACK = 1024 * 1024  # bytes past max_batch_bytes that still reach our own check
+
+
+class StartError(BaselinedError):
+    """The server could not start (address in use, bad listen address)."""
+
+    grpc_code = "UNAVAILABLE"
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit for logs: the password, if any, replaced by ``***``.
+
+    >>> redact_url("redis://user:secret@cache:6379/0")
+    'redis://user:***@cache:6379/0'
+    >>> redact_url("sqlite:///baselined.db")
+    'sqlite:///baselined.db'
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class Sidecar:
+    """One sidecar: a gRPC server over live windows, baselines and a store.
+
+    ``store`` defaults to ``open_store(settings.store)``; the sidecar closes it
+    on :meth:`stop`. ``clock`` (unix seconds) drives windows and baselines.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store: Store = store if store is not None else open_store(settings.store)
+        self.windows = Windows(settings, self.store, clock=clock)
+        self.manager = BaselineManager(
+            self.store, self.windows, clock=clock, retention_seconds=settings.retention_seconds
+        )
+        self._server: grpc.aio.Server | None = None
+        self._health: health_aio.HealthServicer | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._port: int | None = None
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful with port 0); 0 for a Unix socket."""
+        if self._port is None:
+            raise RuntimeError("the sidecar is not started")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """Where clients reach the sidecar: ``host:port`` with the bound port, or ``unix:...``."""
+        listen = self.settings.listen
+        if listen.startswith("unix:") or self._port is None:
+            return listen
+        host = listen.rpartition(":")[0]
+        return f"{host}:{self._port}"
+
+    async def start(self) -> None:
+        """Bind, register the services and start serving; raises StartError when
+        the address cannot be bound."""
+        settings = self.settings
+        transport_cap = settings.max_batch_bytes + max(_TRANSPORT_SLACK, settings.max_batch_bytes // 4)
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", transport_cap),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                # Without this a second sidecar on the same port would bind quietly.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        pb_grpc.add_IngestServicer_to_server(IngestService(self.windows), server)
+        pb_grpc.add_BaselinesServicer_to_server(BaselinesService(self.manager), server)
+        health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        if settings.reflection:
+            names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+            reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+        try:
+            port = server.add_insecure_port(settings.listen)
+        except RuntimeError as err:
+            raise StartError(f"cannot listen on {settings.listen}: {err}") from err
+        if port == 0 and not settings.listen.startswith("unix:"):
+            raise StartError(f"cannot listen on {settings.listen}: the address is in use or invalid")
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server, self._health = server, health
+        self._port = 0 if settings.listen.startswith("unix:") else port
+        self._flusher = asyncio.create_task(self._flush_loop(), name="baselined-flush")
+
+    async def _flush_loop(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            try:
+                written = await asyncio.to_thread(self.windows.flush)
+            except Exception as err:
+                if not failing:  # log the first failure fully, then quietly until recovery
+                    log.warning("flush to the store failed; data is kept and retried: %s", err, exc_info=True)
+                else:
+                    log.debug("flush to the store failed again: %s", err)
+                failing = True
+            else:
+                if failing:
+                    log.info("flush to the store works again (%d series written)", written)
+                failing = False
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, stop accepting calls (in-flight ones get ``grace``
+        seconds), flush the windows one last time and close the store. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.settings.shutdown_grace if grace is None else grace
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        if self._server is not None:
+            await self._server.stop(grace)
+        try:
+            written = await asyncio.to_thread(self.windows.flush)
+            log.info("final flush wrote %d series", written)
+        except Exception:
+            log.error("final flush to the store failed; unflushed window data is lost", exc_info=True)
+        finally:
+            await asyncio.to_thread(self.store.close)
+
+
+async def _serve(settings: Settings) -> int:
+    try:
+        sidecar = Sidecar(settings)
+        await asyncio.to_thread(sidecar.store.ping)
+    except BaselinedError as err:
+        print(f"baselined: cannot open store {redact_url(settings.store)}: {err}", file=sys.stderr)
+        return 1
+    try:
+        await sidecar.start()
+    except BaselinedError as err:
+        print(f"baselined: {err}", file=sys.stderr)
+        await asyncio.to_thread(sidecar.store.close)
+        return 1
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def _on_signal(signum: int) -> None:
+        if stopping.is_set():
+            log.warning("received %s again; still stopping", signal.Signals(signum).name)
+            return
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, signum)
+    print(
+        f"baselined sidecar listening on {sidecar.address} (store {redact_url(settings.store)})",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await stopping.wait()
+    finally:
+        await sidecar.stop(settings.shutdown_grace)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("baselined sidecar stopped")
+    return 0
+
+
+def run(settings: Settings) -> int:
+    """Run the sidecar until SIGTERM or SIGINT; return the process exit code
+    (0 after a clean stop, 1 when the store cannot be opened or the address
+    cannot be bound)."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(_serve(settings))
+    except KeyboardInterrupt:  # a signal before the handlers were installed
+        return 130

@@ -1,0 +1,233 @@
+"""The gRPC servicers (``grpc.aio``) of ``baselined.v1``: ``Ingest`` and ``Baselines``.
+
+This is the only place where sidecar errors become gRPC statuses: each
+:class:`~sidecar.errors.BaselinedError` names its status in ``grpc_code``;
+anything else is logged with its traceback and answered with INTERNAL.
+Blocking store and window work runs in worker threads (``asyncio.to_thread``)
+so the event loop keeps serving ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+import grpc.aio
+
+from baselined.v1 import baselined_pb2 as pb
+from sidecar.baselines import BaselineManager
+from sidecar.convert import (
+    audit_to_pb,
+    baseline_view_to_pb,
+    record_to_pb,
+    status_from_pb,
+    window_view_to_pb,
+)
+from sidecar.errors import BaselinedError, InvalidInput, TooLarge
+from sidecar.windows import Windows
+
+__all__ = ["MAX_REJECTIONS", "BaselinesService", "IngestService", "abort_with"]
+
+log = logging.getLogger(__name__)
+
+MAX_REJECTIONS = 100
+"""Rejections reported per ingest stream; later ones are only counted."""
+
+_T = TypeVar("_T")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def abort_with(context: Context, err: BaseException, what: str) -> NoReturn:
+    """End the call with the status of ``err``: its ``grpc_code`` for sidecar
+    errors, INTERNAL (traceback logged) for anything else."""
+    if isinstance(err, BaselinedError):
+        await context.abort(grpc.StatusCode[err.grpc_code], str(err))
+    log.error("%s failed unexpectedly", what, exc_info=err)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"{what} failed: internal error ({type(err).__name__}); see the sidecar log"
+    )
+
+
+async def _call(context: Context, what: str, fn: Callable[..., _T], *args: Any) -> _T:
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except Exception as err:
+        await abort_with(context, err, what)
+
+
+def _batch_rows(batch: pb.SampleBatch) -> int:
+    """Rows a batch claims (for counting a refused batch): its longest per-row array."""
+    lengths = [len(batch.timestamps), len(batch.request_ids)]
+    lengths += [len(c.values) for c in batch.numeric]
+    lengths += [len(c.values) for c in batch.categorical]
+    return max(lengths)
+
+
+class IngestService:
+    """``baselined.v1.Ingest``: columnar sample batches into the live windows."""
+
+    def __init__(self, windows: Windows, *, max_rejections: int = MAX_REJECTIONS) -> None:
+        self._windows = windows
+        self._max_rejections = max_rejections
+
+    async def Ingest(
+        self, request_iterator: AsyncIterator[pb.SampleBatch], context: Context
+    ) -> pb.IngestResponse:
+        """A stream of batches; a bad batch is refused on its own and reported."""
+        response = pb.IngestResponse()
+        index = 0
+        async for batch in request_iterator:
+            try:
+                rows = self._windows.ingest(batch)
+            except (InvalidInput, TooLarge) as err:
+                refused = _batch_rows(batch)
+                response.batches_rejected += 1
+                response.records_rejected += refused
+                if len(response.rejections) < self._max_rejections:
+                    response.rejections.append(
+                        pb.BatchRejection(
+                            batch_index=index,
+                            code=grpc.StatusCode[err.grpc_code].value[0],
+                            message=str(err),
+                            records=refused,
+                        )
+                    )
+                log.debug("ingest stream batch %d refused: %s", index, err)
+            except Exception as err:
+                await abort_with(context, err, f"ingest of batch {index}")
+            else:
+                response.batches_accepted += 1
+                response.records_accepted += rows
+            index += 1
+        return response
+
+    async def IngestBatch(self, request: pb.SampleBatch, context: Context) -> pb.IngestResponse:
+        """One batch; a bad batch fails the call with the status naming the problem."""
+        try:
+            rows = self._windows.ingest(request)
+        except Exception as err:
+            await abort_with(context, err, "ingest")
+        return pb.IngestResponse(batches_accepted=1, records_accepted=rows)
+
+
+class BaselinesService:
+    """``baselined.v1.Baselines``: query and govern windows and baselines."""
+
+    def __init__(self, manager: BaselineManager) -> None:
+        self._manager = manager
+
+    async def FreezeBaseline(
+        self, request: pb.FreezeBaselineRequest, context: Context
+    ) -> pb.Baseline:
+        record = await _call(
+            context,
+            "freeze",
+            self._manager.freeze,
+            request.model,
+            request.environment,
+            request.name,
+            request.reason,
+            request.actor,
+            request.start,
+            request.end,
+            tuple(request.versions),
+            dict(request.labels),
+        )
+        return record_to_pb(record)
+
+    async def GetBaseline(self, request: pb.GetBaselineRequest, context: Context) -> pb.BaselineView:
+        view = await _call(
+            context,
+            "get baseline",
+            self._manager.view,
+            request.id,
+            tuple(request.quantiles),
+            request.top_k,
+        )
+        return baseline_view_to_pb(view)
+
+    async def ListBaselines(
+        self, request: pb.ListBaselinesRequest, context: Context
+    ) -> pb.ListBaselinesResponse:
+        try:
+            status = status_from_pb(request.status)
+        except BaselinedError as err:
+            await abort_with(context, err, "list baselines")
+        records = await _call(
+            context,
+            "list baselines",
+            self._manager.list,
+            request.model or None,
+            request.environment or None,
+            status,
+        )
+        return pb.ListBaselinesResponse(baselines=[record_to_pb(r) for r in records])
+
+    async def PromoteBaseline(
+        self, request: pb.PromoteBaselineRequest, context: Context
+    ) -> pb.Baseline:
+        record = await _call(
+            context, "promote", self._manager.promote, request.id, request.reason, request.actor
+        )
+        return record_to_pb(record)
+
+    async def RollbackBaseline(
+        self, request: pb.RollbackBaselineRequest, context: Context
+    ) -> pb.Baseline:
+        record = await _call(
+            context,
+            "roll back",
+            self._manager.rollback,
+            request.model,
+            request.environment,
+            request.reason,
+            request.actor,
+        )
+        return record_to_pb(record)
+
+    async def RetireBaseline(
+        self, request: pb.RetireBaselineRequest, context: Context
+    ) -> pb.Baseline:
+        record = await _call(
+            context, "retire", self._manager.retire, request.id, request.reason, request.actor
+        )
+        return record_to_pb(record)
+
+    async def GetActiveBaseline(
+        self, request: pb.GetActiveBaselineRequest, context: Context
+    ) -> pb.Baseline:
+        record = await _call(
+            context, "get active baseline", self._manager.active, request.model, request.environment
+        )
+        return record_to_pb(record)
+
+    async def GetWindow(self, request: pb.GetWindowRequest, context: Context) -> pb.WindowView:
+        view = await _call(
+            context,
+            "get window",
+            self._manager.window_view,
+            request.model,
+            request.environment,
+            request.start,
+            request.end,
+            tuple(request.versions),
+            tuple(request.quantiles),
+            request.top_k,
+        )
+        return window_view_to_pb(view)
+
+    async def ListAudit(
+        self, request: pb.ListAuditRequest, context: Context
+    ) -> pb.ListAuditResponse:
+        entries = await _call(
+            context,
+            "list audit",
+            self._manager.audit,
+            request.model or None,
+            request.environment or None,
+            request.limit,
+        )
+        return pb.ListAuditResponse(entries=[audit_to_pb(e) for e in entries])

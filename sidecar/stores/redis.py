@@ -1,0 +1,632 @@
+"""``RedisStore``: the production store on Redis (standalone today, Cluster later).
+
+Every key of one model carries the hash tag ``{model}`` (percent-escaped, so a
+model name holding ``{``, ``}`` or ``:`` is safe), and no command or Lua script
+touches keys of two models: the same code runs on Redis Cluster. A small global
+index (model list, baseline id -> model, models with window data) lives in its
+own keys, written by single-key commands. Baseline creation and the pointer's
+compare-and-set are Lua scripts whose keys all sit in the model's slot. See
+``docs/storage.md`` for the key layout and the guarantees.
+
+Needs Redis >= 7.0 (scripts use the ``#!lua`` shebang, so the server refuses
+them before any write when it is out of memory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+from urllib.parse import quote, unquote, urlsplit
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from sidecar.errors import (
+    AlreadyExists,
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+)
+from sidecar.records import (
+    AuditDraft,
+    AuditEntry,
+    BaselineRecord,
+    Partial,
+    PointerState,
+    Status,
+)
+
+__all__ = ["RedisStore"]
+
+_T = TypeVar("_T")
+
+_CHUNK = 500  # field/value pairs per HSET inside scripts (Lua's unpack has a stack limit)
+
+# KEYS[1] window index (zset: member "bucket:writer", score bucket)
+# KEYS[2] window expiry (zset: same members, score expiry time)
+# KEYS[3..] one partial hash per partial, already written by HSET + EXPIRE
+# ARGV[1] ttl seconds, then per partial: member, bucket
+_INDEX_WINDOW = """#!lua
+local ttl = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i = 3, #KEYS do
+  -- EXPIRE also refreshes the TTL of a partial written with no series
+  if redis.call('EXPIRE', KEYS[i], ttl) == 1 then
+    local a = 2 * (i - 3) + 2
+    redis.call('ZADD', KEYS[1], ARGV[a + 1], ARGV[a])
+    redis.call('ZADD', KEYS[2], now + ttl, ARGV[a])
+  end
+end
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for i = 1, #gone, CHUNK do
+  redis.call('ZREM', KEYS[1], unpack(gone, i, math.min(i + CHUNK - 1, #gone)))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+for i = 1, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('PTTL', KEYS[i]) < ttl * 1000 then
+    redis.call('PEXPIRE', KEYS[i], ttl * 1000)
+  end
+end
+return 1
+""".replace("CHUNK", str(_CHUNK))
+
+# KEYS[1] global zset of (model, environment) with window data, score: expiry
+_TOUCH_WINDOWS = """#!lua
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[1]), ARGV[2])
+return 1
+"""
+
+_LIST_WINDOWS = """#!lua
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+# KEYS: meta, series, status, names, baselines, audit stream, audit seq
+# ARGV: id, name, record json, created_at, status, audit json, series field/value pairs
+_CREATE_BASELINE = """#!lua
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'id'} end
+local other = redis.call('HGET', KEYS[4], ARGV[2])
+if other then return {'name', other} end
+for i = 7, #ARGV, 2 * CHUNK do
+  redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 2 * CHUNK - 1, #ARGV)))
+end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
+local seq = redis.call('INCR', KEYS[7])
+redis.call('XADD', KEYS[6], '*', 'seq', seq, 'entry', ARGV[6])
+return {'ok', seq}
+""".replace("CHUNK", str(_CHUNK))
+
+# KEYS: pointer, status, audit stream, audit seq
+# ARGV: expected revision, has active ('1'/'0'), active id, pointer active json,
+#       history json, audit json, then id/status pairs
+_CAS_POINTER = """#!lua
+local current = tonumber(redis.call('HGET', KEYS[1], 'revision') or '0')
+if current ~= tonumber(ARGV[1]) then return {'conflict', current} end
+if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then
+  return {'notfound', ARGV[3]}
+end
+for i = 7, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then return {'notfound', ARGV[i]} end
+end
+local revision = current + 1
+redis.call('HSET', KEYS[1], 'active', ARGV[4], 'history', ARGV[5], 'revision', revision)
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('XADD', KEYS[3], '*', 'seq', seq, 'entry', ARGV[6])
+return {'ok', seq, revision}
+"""
+
+
+def _q(text: str) -> str:
+    """Escape one key component: keeps keys unambiguous and hash tags brace-free."""
+    return quote(text, safe="")
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _safe_url(url: str) -> str:
+    """The URL without password or query string (which may hold one)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = (f"{parts.username}@" if parts.username else "") + host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError:
+        return "<unparseable Redis URL>"
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _describe_client(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+
+def _check_scope(model: str, environment: str) -> None:
+    # An empty model would give the empty hash tag "{}", which Redis ignores.
+    if not model:
+        raise InvalidInput("model name must not be empty")
+    if not environment:
+        raise InvalidInput("environment name must not be empty")
+
+
+def _check_ttl(ttl_seconds: int) -> None:
+    if ttl_seconds <= 0:
+        raise InvalidInput(f"ttl_seconds must be positive, got {ttl_seconds}")
+
+
+class RedisStore:
+    """The :class:`~sidecar.stores.base.Store` on Redis.
+
+    ``url`` is ``redis://``, ``rediss://`` or ``unix://``; ``prefix`` starts
+    every key (several deployments can share one server); ``client`` replaces
+    the connection made from ``url`` (it must use ``decode_responses=False``;
+    the store does not close a client it was given).
+
+    >>> store = RedisStore("redis://127.0.0.1:6379/0", prefix="bl")  # doctest: +SKIP
+    >>> store.get_pointer("fraud", "prod").revision  # doctest: +SKIP
+    0
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "bl",
+        client: redis.Redis | None = None,
+        socket_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigError(f"Redis key prefix {prefix!r} must be non-empty and hold no braces")
+        self._prefix = prefix
+        if client is None:
+            try:
+                client = redis.Redis.from_url(
+                    url,
+                    decode_responses=False,
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=connect_timeout,
+                    # Few, quick retries: a retried script may have run already,
+                    # and a caller waiting on a dead server should hear soon.
+                    retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
+                )
+            except ValueError as err:
+                raise ConfigError(f"invalid Redis URL {_safe_url(url)!r}: {err}") from err
+            self._owns_client = True
+            self._where = _safe_url(url)
+        else:
+            self._owns_client = False
+            self._where = _safe_url(url) if url else _describe_client(client)
+        self._client: redis.Redis = client
+        self._closed = False
+        self._sha: dict[str, str] = {}
+        self._scripts = {
+            "index_window": _INDEX_WINDOW,
+            "touch_windows": _TOUCH_WINDOWS,
+            "list_windows": _LIST_WINDOWS,
+            "create_baseline": _CREATE_BASELINE,
+            "cas_pointer": _CAS_POINTER,
+        }
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
+
+    # -- keys --------------------------------------------------------------------
+
+    def _m(self, model: str) -> str:
+        """Key stem of one model: ``{prefix}:{{model}}``, the model's hash tag."""
+        return f"{self._prefix}:{{{_q(model)}}}"
+
+    def _models_key(self) -> str:
+        return f"{self._prefix}:models"
+
+    def _ids_key(self) -> str:
+        return f"{self._prefix}:ids"
+
+    def _windows_key(self) -> str:
+        return f"{self._prefix}:windows"
+
+    def _partial_key(self, model: str, environment: str, member: str) -> str:
+        return f"{self._m(model)}:w:{_q(environment)}:{member}"
+
+    # -- plumbing ----------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Map redis-py failures to ``StoreUnavailable``."""
+        if self._closed:
+            raise StoreUnavailable(f"Redis store at {self._where} is closed")
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError) as err:
+            raise StoreUnavailable(f"cannot reach Redis at {self._where}: {err}") from err
+        except RedisError as err:
+            raise StoreUnavailable(f"Redis at {self._where} answered with an error: {err}") from err
+
+    def _load(self, name: str) -> str:
+        sha = self._sha.get(name)
+        if sha is None:
+            sha = _s(cast(bytes, self._client.script_load(self._scripts[name])))
+            self._sha[name] = sha
+        return sha
+
+    def _eval(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script by SHA, loading it once per store (again after a server restart)."""
+        for attempt in (0, 1):
+            try:
+                return self._client.evalsha(self._load(name), len(keys), *keys, *args)
+            except NoScriptError:
+                self._sha.clear()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pipelined(self, build: Callable[[Any], None]) -> list[Any]:
+        """Run the commands ``build`` queues in one round trip (non-transactional)."""
+        for attempt in (0, 1):
+            pipe = self._client.pipeline(transaction=False)
+            build(pipe)
+            try:
+                return pipe.execute()
+            except NoScriptError:
+                # The server lost its script cache (restart): load again and
+                # resend; every write here is an idempotent upsert.
+                self._sha.clear()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _model_of(self, baseline_id: str) -> str:
+        model = self._client.hget(self._ids_key(), baseline_id)
+        if model is None:
+            raise NotFound(f"no baseline with id {baseline_id!r}")
+        return _s(cast(bytes, model))
+
+    # -- windows -----------------------------------------------------------------
+
+    def write_partials(
+        self,
+        model: str,
+        environment: str,
+        partials: Sequence[Partial],
+        *,
+        ttl_seconds: int,
+    ) -> None:
+        """Upsert partials of one (model, environment), pipelined in one round trip.
+
+        Per partial one ``HSET`` and ``EXPIRE``; then one script indexes the
+        written buckets (and trims expired index entries), so a reader never
+        finds an index entry before its data.
+        """
+        _check_scope(model, environment)
+        _check_ttl(ttl_seconds)
+        if not partials:
+            return
+        m = self._m(model)
+        keys = [f"{m}:wi:{_q(environment)}", f"{m}:wx:{_q(environment)}"]
+        args: list[Any] = [ttl_seconds]
+        for p in partials:
+            member = f"{int(p.bucket)}:{_q(p.writer)}"
+            keys.append(self._partial_key(model, environment, member))
+            args += (member, int(p.bucket))
+        window = json.dumps([model, environment])
+
+        def build(pipe: Any) -> None:
+            pipe.evalsha(self._load("touch_windows"), 1, self._windows_key(), ttl_seconds, window)
+            for key, p in zip(keys[2:], partials, strict=True):
+                if p.series:
+                    pipe.hset(key, mapping=dict(p.series))
+                    pipe.expire(key, ttl_seconds)
+            pipe.evalsha(self._load("index_window"), len(keys), *keys, *args)
+
+        with self._errors():
+            self._pipelined(build)
+
+    def read_partials(self, model: str, environment: str, start: int, end: int) -> list[Partial]:
+        """Every writer's partial of every bucket in ``[start, end)``, by bucket then writer."""
+        index = f"{self._m(model)}:wi:{_q(environment)}"
+        with self._errors():
+            members = [
+                _s(m)
+                for m in cast(list[bytes], self._client.zrangebyscore(index, start, f"({int(end)}"))
+            ]
+            if not members:
+                return []
+            pipe = self._client.pipeline(transaction=False)
+            for member in members:
+                pipe.hgetall(self._partial_key(model, environment, member))
+            values = cast(list[dict[bytes, bytes]], pipe.execute())
+        out: list[Partial] = []
+        for member, series in zip(members, values, strict=True):
+            if not series:  # expired since the index was last trimmed
+                continue
+            bucket, _, writer = member.partition(":")
+            out.append(
+                Partial(int(bucket), unquote(writer), {_s(k): bytes(v) for k, v in series.items()})
+            )
+        out.sort(key=lambda p: (p.bucket, p.writer))
+        return out
+
+    def list_windows(self) -> list[tuple[str, str]]:
+        """The (model, environment) pairs with unexpired window data, sorted."""
+        with self._errors():
+            raw = cast(list[bytes], self._eval("list_windows", [self._windows_key()], []))
+        pairs = [tuple(json.loads(item)) for item in raw]
+        return sorted((str(m), str(e)) for m, e in pairs)
+
+    # -- baselines ---------------------------------------------------------------
+
+    def create_baseline(
+        self,
+        record: BaselineRecord,
+        series: Mapping[str, bytes],
+        audit: AuditDraft,
+    ) -> AuditEntry:
+        """Write the baseline, its series and audit entry with one script in the model's slot."""
+        _check_scope(record.model, record.environment)
+        m = self._m(record.model)
+        ids = self._ids_key()
+        with self._errors():
+            # The global id index goes first: a crash after it leaves a
+            # dangling entry, which resolves to NotFound.
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hsetnx(ids, record.id, record.model)
+            pipe.hget(ids, record.id)
+            pipe.sadd(self._models_key(), record.model)
+            created, owner, _ = pipe.execute()
+            owner_model = _s(owner)
+            if owner_model != record.model:
+                meta = f"{self._m(owner_model)}:b:{_q(record.id)}"
+                if self._client.exists(meta):
+                    raise AlreadyExists(f"baseline id {record.id!r} already exists")
+                self._client.hset(ids, record.id, record.model)  # dangling: take it over
+                created = True
+            keys = [
+                f"{m}:b:{_q(record.id)}",
+                f"{m}:bs:{_q(record.id)}",
+                f"{m}:status",
+                f"{m}:names:{_q(record.environment)}",
+                f"{m}:baselines",
+                f"{m}:audit",
+                f"{m}:audit:seq",
+            ]
+            args: list[Any] = [
+                record.id,
+                record.name,
+                record.to_json(),
+                repr(float(record.created_at)),
+                record.status.value,
+                AuditEntry.from_draft(0, audit).to_json(),
+            ]
+            for sid, state in series.items():
+                args += (sid, state)
+            reply = cast(list[Any], self._eval("create_baseline", keys, args))
+            outcome = _s(reply[0])
+            if outcome != "ok":
+                if created:  # we wrote the index entry for a baseline that was not written
+                    self._client.hdel(ids, record.id)
+                if outcome == "id":
+                    raise AlreadyExists(f"baseline id {record.id!r} already exists")
+                raise AlreadyExists(
+                    f"a baseline named {record.name!r} already exists for model "
+                    f"{record.model!r} in environment {record.environment!r} "
+                    f"(id {_s(reply[1])})"
+                )
+        return AuditEntry.from_draft(int(reply[1]), audit)
+
+    def _records(self, model: str, baseline_ids: Sequence[str]) -> list[BaselineRecord | None]:
+        """Records (with status) of ids of one model; None where missing."""
+        if not baseline_ids:
+            return []
+        m = self._m(model)
+        pipe = self._client.pipeline(transaction=False)
+        for baseline_id in baseline_ids:
+            pipe.get(f"{m}:b:{_q(baseline_id)}")
+        pipe.hmget(f"{m}:status", list(baseline_ids))
+        *metas, statuses = pipe.execute()
+        out: list[BaselineRecord | None] = []
+        for meta, status in zip(metas, statuses, strict=True):
+            if meta is None:
+                out.append(None)
+                continue
+            record = BaselineRecord.from_json(meta)
+            if status is not None:
+                record = dataclasses.replace(record, status=Status(_s(status)))
+            out.append(record)
+        return out
+
+    def get_baseline(self, baseline_id: str) -> BaselineRecord:
+        """The record with its current status. Raises ``NotFound``."""
+        with self._errors():
+            (record,) = self._records(self._model_of(baseline_id), [baseline_id])
+        if record is None:
+            raise NotFound(f"no baseline with id {baseline_id!r}")
+        return record
+
+    def get_baseline_series(self, baseline_id: str) -> dict[str, bytes]:
+        """All series of a baseline. Raises ``NotFound``."""
+        with self._errors():
+            m = self._m(self._model_of(baseline_id))
+            pipe = self._client.pipeline(transaction=False)
+            pipe.exists(f"{m}:b:{_q(baseline_id)}")
+            pipe.hgetall(f"{m}:bs:{_q(baseline_id)}")
+            exists, series = pipe.execute()
+        if not exists:
+            raise NotFound(f"no baseline with id {baseline_id!r}")
+        return {_s(k): bytes(v) for k, v in series.items()}
+
+    def find_baseline(self, model: str, environment: str, name: str) -> BaselineRecord:
+        """The baseline of (model, environment) with that name. Raises ``NotFound``."""
+        with self._errors():
+            found = self._client.hget(f"{self._m(model)}:names:{_q(environment)}", name)
+            records = [] if found is None else self._records(model, [_s(cast(bytes, found))])
+        if not records or records[0] is None:
+            raise NotFound(
+                f"no baseline named {name!r} for model {model!r} in environment {environment!r}"
+            )
+        return records[0]
+
+    def _models(self) -> list[str]:
+        return sorted(_s(m) for m in cast(set[bytes], self._client.smembers(self._models_key())))
+
+    def list_baselines(
+        self,
+        model: str | None = None,
+        environment: str | None = None,
+        status: Status | None = None,
+    ) -> list[BaselineRecord]:
+        """Matching records, oldest first (by ``created_at``, then id)."""
+        out: list[BaselineRecord] = []
+        with self._errors():
+            for name in [model] if model is not None else self._models():
+                ids = [
+                    _s(i)
+                    for i in cast(
+                        list[bytes], self._client.zrange(f"{self._m(name)}:baselines", 0, -1)
+                    )
+                ]
+                for record in self._records(name, ids):
+                    if record is None:
+                        continue
+                    if environment is not None and record.environment != environment:
+                        continue
+                    if status is not None and record.status != status:
+                        continue
+                    out.append(record)
+        out.sort(key=lambda r: (r.created_at, r.id))
+        return out
+
+    # -- active pointer ----------------------------------------------------------
+
+    def get_pointer(self, model: str, environment: str) -> PointerState:
+        """The pointer; ``PointerState()`` (revision 0) when never set."""
+        with self._errors():
+            raw = cast(
+                dict[bytes, bytes],
+                self._client.hgetall(f"{self._m(model)}:ptr:{_q(environment)}"),
+            )
+        if not raw:
+            return PointerState()
+        active = json.loads(raw[b"active"])
+        return PointerState(active, tuple(json.loads(raw[b"history"])), int(raw[b"revision"]))
+
+    def cas_pointer(
+        self,
+        model: str,
+        environment: str,
+        *,
+        expected_revision: int,
+        active: str | None,
+        history: tuple[str, ...],
+        status_changes: Mapping[str, Status],
+        audit: AuditDraft,
+    ) -> tuple[PointerState, AuditEntry]:
+        """Compare the revision and apply pointer, statuses and audit in one script."""
+        _check_scope(model, environment)
+        m = self._m(model)
+        keys = [f"{m}:ptr:{_q(environment)}", f"{m}:status", f"{m}:audit", f"{m}:audit:seq"]
+        args: list[Any] = [
+            int(expected_revision),
+            "0" if active is None else "1",
+            active or "",
+            json.dumps(active),
+            json.dumps(list(history)),
+            AuditEntry.from_draft(0, audit).to_json(),
+        ]
+        for baseline_id, new_status in status_changes.items():
+            args += (baseline_id, Status(new_status).value)
+        with self._errors():
+            self._client.sadd(self._models_key(), model)  # global index first
+            reply = cast(list[Any], self._eval("cas_pointer", keys, args))
+        outcome = _s(reply[0])
+        if outcome == "conflict":
+            raise Conflict(
+                f"active pointer of model {model!r} in environment {environment!r} is at "
+                f"revision {int(reply[1])}, not {expected_revision}: reload and retry"
+            )
+        if outcome == "notfound":
+            raise NotFound(f"no baseline with id {_s(reply[1])!r} for model {model!r}")
+        state = PointerState(active, tuple(history), int(reply[2]))
+        return state, AuditEntry.from_draft(int(reply[1]), audit)
+
+    # -- audit -------------------------------------------------------------------
+
+    def _audit_of(self, model: str, environment: str | None, limit: int) -> list[AuditEntry]:
+        """Newest ``limit`` entries of one model (newest first)."""
+        key = f"{self._m(model)}:audit"
+        page = max(limit, 64)
+        found: list[AuditEntry] = []
+        top: str = "+"
+        while len(found) < limit:
+            rows = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                self._client.xrevrange(key, max=top, min="-", count=page),
+            )
+            for stream_id, fields in rows:
+                entry = dataclasses.replace(
+                    AuditEntry.from_json(fields[b"entry"]), seq=int(fields[b"seq"])
+                )
+                if environment is None or entry.environment == environment:
+                    found.append(entry)
+                top = "(" + _s(stream_id)
+            if len(rows) < page:
+                break
+        return found[:limit]
+
+    def list_audit(
+        self,
+        model: str | None = None,
+        environment: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """The newest ``limit`` matching entries, oldest first: by seq within one
+        model; across models (``model=None``) by time, then model, then seq."""
+        if limit <= 0:
+            return []
+        with self._errors():
+            models = [model] if model is not None else self._models()
+            entries = [e for name in models for e in self._audit_of(name, environment, limit)]
+        if model is not None:
+            entries.sort(key=lambda e: e.seq)
+        else:
+            entries.sort(key=lambda e: (e.time, e.model, e.seq))
+        return entries[-limit:]
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Return when Redis answers PING; raise ``StoreUnavailable`` otherwise."""
+        with self._errors():
+            self._client.ping()
+
+    def close(self) -> None:
+        """Close the connection pool (unless the client was passed in). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            self._client.close()

@@ -1,0 +1,536 @@
+"""``SQLiteStore``: the embedded default store (stdlib ``sqlite3``).
+
+One connection, guarded by a lock, serves every thread (the sidecar calls the
+store from ``asyncio.to_thread`` workers). Files run in WAL mode with
+``synchronous=NORMAL``; the transactions that must survive a power cut
+(baselines, the active pointer, the audit log) switch to ``synchronous=FULL``
+for their commit. See ``docs/storage.md`` for the schema and guarantees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sidecar.errors import AlreadyExists, Conflict, InvalidInput, NotFound, StoreUnavailable
+from sidecar.records import (
+    AuditDraft,
+    AuditEntry,
+    BaselineRecord,
+    Partial,
+    PointerState,
+    Status,
+)
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = 1
+"""Version of the table layout below; stored in the ``schema_version`` table."""
+
+_PURGE_INTERVAL = 60.0  # seconds between opportunistic deletes of expired partials
+
+_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;
+CREATE TABLE partials (
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    writer TEXT NOT NULL,
+    series TEXT NOT NULL,
+    state BLOB NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (model, environment, bucket, writer, series)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX partials_expiry ON partials (expires_at);
+CREATE TABLE baselines (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (model, environment, name)
+) STRICT;
+CREATE TABLE baseline_series (
+    baseline_id TEXT NOT NULL REFERENCES baselines (id),
+    series TEXT NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (baseline_id, series)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE pointers (
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    active TEXT,
+    history TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (model, environment)
+) STRICT;
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    before TEXT NOT NULL,
+    after TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_scope ON audit (model, environment, seq);
+"""
+
+
+def _check_scope(model: str, environment: str) -> None:
+    # Same rule as RedisStore: an empty model would make an empty hash tag there.
+    if not model:
+        raise InvalidInput("model name must not be empty")
+    if not environment:
+        raise InvalidInput("environment name must not be empty")
+
+
+def _check_ttl(ttl_seconds: int) -> None:
+    if ttl_seconds <= 0:
+        raise InvalidInput(f"ttl_seconds must be positive, got {ttl_seconds}")
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
+
+
+class SQLiteStore:
+    """The :class:`~sidecar.stores.base.Store` on one SQLite database.
+
+    ``path`` is a file name or ``":memory:"``; ``clock`` (unix seconds) decides
+    window expiry and is injectable for tests.
+
+    >>> store = SQLiteStore()
+    >>> store.get_pointer("fraud", "prod").revision
+    0
+    >>> store.close()
+    """
+
+    def __init__(self, path: str = ":memory:", *, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_purge = float("-inf")
+        try:
+            conn = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=10.0
+            )
+        except sqlite3.Error as err:
+            raise StoreUnavailable(f"cannot open SQLite database {path!r}: {err}") from err
+        self._conn: sqlite3.Connection | None = conn
+        try:
+            if path != ":memory:":
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreUnavailable(
+                        f"SQLite database {path!r} cannot use WAL mode (journal_mode is {mode})"
+                    )
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate(conn)
+        except sqlite3.Error as err:
+            conn.close()
+            self._conn = None
+            raise StoreUnavailable(f"cannot open SQLite database {path!r}: {err}") from err
+        except BaseException:
+            conn.close()
+            self._conn = None
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r})"
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            if exists is None:
+                # executescript() would COMMIT first: run the statements one by one.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                found = SCHEMA_VERSION
+            else:
+                row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+                found = int(row[0]) if row and row[0] is not None else 0
+            if found != SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"SQLite database {self._path!r} has schema version {found}; this baselined "
+                    f"reads version {SCHEMA_VERSION} (upgrade baselined or use another file)"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, with backend errors mapped."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreUnavailable(f"SQLite store {self._path!r} is closed")
+            try:
+                yield conn
+            except sqlite3.OperationalError as err:
+                raise StoreUnavailable(f"SQLite database {self._path!r}: {err}") from err
+
+    @contextmanager
+    def _transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction; ``durable`` commits with ``synchronous=FULL``."""
+        with self._locked() as conn:
+            if durable:
+                conn.execute("PRAGMA synchronous=FULL")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                if durable:
+                    conn.execute("PRAGMA synchronous=NORMAL")
+
+    # -- windows -----------------------------------------------------------------
+
+    def write_partials(
+        self,
+        model: str,
+        environment: str,
+        partials: Sequence[Partial],
+        *,
+        ttl_seconds: int,
+    ) -> None:
+        """Upsert partials of one (model, environment) in one transaction."""
+        _check_scope(model, environment)
+        _check_ttl(ttl_seconds)
+        now = self._clock()
+        expires = now + ttl_seconds
+        heads = [(model, environment, p.bucket, p.writer) for p in partials]
+        rows = [
+            (model, environment, p.bucket, p.writer, sid, state, expires)
+            for p in partials
+            for sid, state in p.series.items()
+        ]
+        with self._transaction() as conn:
+            # Expired rows of a bucket must not come back to life with the new expiry.
+            conn.executemany(
+                "DELETE FROM partials WHERE model = ? AND environment = ? AND bucket = ?"
+                " AND writer = ? AND expires_at <= ?",
+                [(*head, now) for head in heads],
+            )
+            conn.executemany(
+                "UPDATE partials SET expires_at = ? WHERE model = ? AND environment = ?"
+                " AND bucket = ? AND writer = ?",
+                [(expires, *head) for head in heads],
+            )
+            conn.executemany(
+                "INSERT INTO partials (model, environment, bucket, writer, series, state,"
+                " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (model, environment, bucket, writer, series)"
+                " DO UPDATE SET state = excluded.state, expires_at = excluded.expires_at",
+                rows,
+            )
+            if now - self._last_purge >= _PURGE_INTERVAL:
+                conn.execute("DELETE FROM partials WHERE expires_at <= ?", (now,))
+                self._last_purge = now
+
+    def read_partials(self, model: str, environment: str, start: int, end: int) -> list[Partial]:
+        """Every writer's partial of every bucket in ``[start, end)``, by bucket then writer."""
+        now = self._clock()
+        with self._locked() as conn:
+            rows = conn.execute(
+                "SELECT bucket, writer, series, state FROM partials"
+                " WHERE model = ? AND environment = ? AND bucket >= ? AND bucket < ?"
+                " AND expires_at > ? ORDER BY bucket, writer, series",
+                (model, environment, start, end, now),
+            ).fetchall()
+        out: list[Partial] = []
+        current: tuple[int, str] | None = None
+        series: dict[str, bytes] = {}
+        for bucket, writer, sid, state in rows:
+            if (bucket, writer) != current:
+                if current is not None:
+                    out.append(Partial(current[0], current[1], series))
+                current, series = (bucket, writer), {}
+            series[sid] = bytes(state)
+        if current is not None:
+            out.append(Partial(current[0], current[1], series))
+        return out
+
+    def list_windows(self) -> list[tuple[str, str]]:
+        """The (model, environment) pairs with unexpired window data, sorted."""
+        now = self._clock()
+        with self._locked() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT model, environment FROM partials WHERE expires_at > ?"
+                " ORDER BY model, environment",
+                (now,),
+            ).fetchall()
+        return [(str(m), str(e)) for m, e in rows]
+
+    # -- baselines ---------------------------------------------------------------
+
+    def create_baseline(
+        self,
+        record: BaselineRecord,
+        series: Mapping[str, bytes],
+        audit: AuditDraft,
+    ) -> AuditEntry:
+        """Write the record, its series and its audit entry in one durable transaction."""
+        _check_scope(record.model, record.environment)
+        with self._transaction(durable=True) as conn:
+            if conn.execute("SELECT 1 FROM baselines WHERE id = ?", (record.id,)).fetchone():
+                raise AlreadyExists(f"baseline id {record.id!r} already exists")
+            row = conn.execute(
+                "SELECT id FROM baselines WHERE model = ? AND environment = ? AND name = ?",
+                (record.model, record.environment, record.name),
+            ).fetchone()
+            if row is not None:
+                raise AlreadyExists(
+                    f"a baseline named {record.name!r} already exists for model "
+                    f"{record.model!r} in environment {record.environment!r} (id {row[0]})"
+                )
+            try:
+                conn.execute(
+                    "INSERT INTO baselines (id, model, environment, name, created_at, status,"
+                    " record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.model,
+                        record.environment,
+                        record.name,
+                        record.created_at,
+                        record.status.value,
+                        record.to_json(),
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO baseline_series (baseline_id, series, state) VALUES (?, ?, ?)",
+                    [(record.id, sid, state) for sid, state in series.items()],
+                )
+            except (sqlite3.IntegrityError, sqlite3.ProgrammingError) as err:
+                # STRICT tables refuse a series state that is not bytes.
+                raise InvalidInput(f"baseline {record.id!r} cannot be stored: {err}") from err
+            seq = self._append_audit(conn, audit)
+        return AuditEntry.from_draft(seq, audit)
+
+    def get_baseline(self, baseline_id: str) -> BaselineRecord:
+        """The record with its current status. Raises ``NotFound``."""
+        with self._locked() as conn:
+            row = conn.execute(
+                "SELECT record, status FROM baselines WHERE id = ?", (baseline_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no baseline with id {baseline_id!r}")
+        return _record(row[0], row[1])
+
+    def get_baseline_series(self, baseline_id: str) -> dict[str, bytes]:
+        """All series of a baseline. Raises ``NotFound``."""
+        with self._locked() as conn:
+            found = conn.execute("SELECT 1 FROM baselines WHERE id = ?", (baseline_id,))
+            if found.fetchone() is None:
+                raise NotFound(f"no baseline with id {baseline_id!r}")
+            rows = conn.execute(
+                "SELECT series, state FROM baseline_series WHERE baseline_id = ?", (baseline_id,)
+            ).fetchall()
+        return {str(sid): bytes(state) for sid, state in rows}
+
+    def find_baseline(self, model: str, environment: str, name: str) -> BaselineRecord:
+        """The baseline of (model, environment) with that name. Raises ``NotFound``."""
+        with self._locked() as conn:
+            row = conn.execute(
+                "SELECT record, status FROM baselines"
+                " WHERE model = ? AND environment = ? AND name = ?",
+                (model, environment, name),
+            ).fetchone()
+        if row is None:
+            raise NotFound(
+                f"no baseline named {name!r} for model {model!r} in environment {environment!r}"
+            )
+        return _record(row[0], row[1])
+
+    def list_baselines(
+        self,
+        model: str | None = None,
+        environment: str | None = None,
+        status: Status | None = None,
+    ) -> list[BaselineRecord]:
+        """Matching records, oldest first (by ``created_at``, then id)."""
+        where: list[str] = []
+        params: list[str] = []
+        for column, value in (("model", model), ("environment", environment), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        sql = "SELECT record, status FROM baselines"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, id"
+        with self._locked() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_record(r, s) for r, s in rows]
+
+    # -- active pointer ----------------------------------------------------------
+
+    def get_pointer(self, model: str, environment: str) -> PointerState:
+        """The pointer; ``PointerState()`` (revision 0) when never set."""
+        with self._locked() as conn:
+            row = conn.execute(
+                "SELECT active, history, revision FROM pointers"
+                " WHERE model = ? AND environment = ?",
+                (model, environment),
+            ).fetchone()
+        if row is None:
+            return PointerState()
+        return PointerState(row[0], tuple(json.loads(row[1])), int(row[2]))
+
+    def cas_pointer(
+        self,
+        model: str,
+        environment: str,
+        *,
+        expected_revision: int,
+        active: str | None,
+        history: tuple[str, ...],
+        status_changes: Mapping[str, Status],
+        audit: AuditDraft,
+    ) -> tuple[PointerState, AuditEntry]:
+        """Compare the revision, then set pointer, statuses and audit in one transaction."""
+        _check_scope(model, environment)
+        with self._transaction(durable=True) as conn:
+            row = conn.execute(
+                "SELECT revision FROM pointers WHERE model = ? AND environment = ?",
+                (model, environment),
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if current != expected_revision:
+                raise Conflict(
+                    f"active pointer of model {model!r} in environment {environment!r} is at "
+                    f"revision {current}, not {expected_revision}: reload and retry"
+                )
+            wanted = list(status_changes)
+            if active is not None:
+                wanted.append(active)
+            for baseline_id in wanted:
+                found = conn.execute(
+                    "SELECT 1 FROM baselines WHERE id = ? AND model = ?", (baseline_id, model)
+                ).fetchone()
+                if found is None:
+                    raise NotFound(f"no baseline with id {baseline_id!r} for model {model!r}")
+            state = PointerState(active, tuple(history), current + 1)
+            conn.execute(
+                "INSERT INTO pointers (model, environment, active, history, revision)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, environment) DO UPDATE SET"
+                " active = excluded.active, history = excluded.history,"
+                " revision = excluded.revision",
+                (model, environment, active, json.dumps(list(history)), state.revision),
+            )
+            conn.executemany(
+                "UPDATE baselines SET status = ? WHERE id = ?",
+                [(Status(s).value, bid) for bid, s in status_changes.items()],
+            )
+            seq = self._append_audit(conn, audit)
+        return state, AuditEntry.from_draft(seq, audit)
+
+    # -- audit -------------------------------------------------------------------
+
+    @staticmethod
+    def _append_audit(conn: sqlite3.Connection, audit: AuditDraft) -> int:
+        cursor = conn.execute(
+            "INSERT INTO audit (time, actor, action, model, environment, target, reason,"
+            " before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                audit.time,
+                audit.actor,
+                audit.action,
+                audit.model,
+                audit.environment,
+                audit.target,
+                audit.reason,
+                _dumps(audit.before),
+                _dumps(audit.after),
+            ),
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        return seq
+
+    def list_audit(
+        self,
+        model: str | None = None,
+        environment: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """The newest ``limit`` matching entries, oldest first (ascending seq)."""
+        if limit <= 0:
+            return []
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("model", model), ("environment", environment)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = (
+            "SELECT seq, time, actor, action, model, environment, target, reason, before, after"
+            " FROM audit"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        with self._locked() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [
+            AuditEntry(
+                seq=int(r[0]),
+                time=float(r[1]),
+                actor=r[2],
+                action=r[3],
+                model=r[4],
+                environment=r[5],
+                target=r[6],
+                reason=r[7],
+                before=json.loads(r[8]),
+                after=json.loads(r[9]),
+            )
+            for r in reversed(rows)
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Return when the database answers; raise ``StoreUnavailable`` otherwise."""
+        with self._locked() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def _record(text: str, status: str) -> BaselineRecord:
+    return dataclasses.replace(BaselineRecord.from_json(text), status=Status(status))
