@@ -33,13 +33,14 @@ same atomic step as the change itself.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import math
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sidecar.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidInput, NotFound
 from sidecar.records import (
@@ -235,7 +236,9 @@ class BaselineManager:
         for sid, state in data.series.items():
             encoded[sid.encode()] = state.encode()
             totals[sid] = _total(state)
-        latency = [t for sid, t in totals.items() if sid.slice == ALL_TRAFFIC and sid.kind == Kind.LATENCY]
+        latency = [
+            t for sid, t in totals.items() if sid.slice == ALL_TRAFFIC and sid.kind == Kind.LATENCY
+        ]
         record_count = max(latency) if latency else max(totals.values())
 
         fingerprint = self._windows.fingerprint(model, environment)
@@ -464,9 +467,7 @@ class BaselineManager:
         start, end = self._window_bounds(start, end)
         self._windows.flush()
         data = self._windows.read(model, environment, start, end, tuple(versions))
-        series = sorted(
-            (sid, _summarize(state, levels, k)) for sid, state in data.series.items()
-        )
+        series = sorted((sid, _summarize(state, levels, k)) for sid, state in data.series.items())
         return WindowView(
             model=model,
             environment=environment,
@@ -493,13 +494,13 @@ class BaselineManager:
         model: str | None = None,
         environment: str | None = None,
         status: Status | None = None,
-    ) -> list[BaselineRecord]:
+    ) -> builtins.list[BaselineRecord]:
         """Baselines matching every given filter, oldest first."""
         return self._store.list_baselines(model or None, environment or None, status)
 
     def audit(
         self, model: str | None = None, environment: str | None = None, limit: int = 0
-    ) -> list[AuditEntry]:
+    ) -> builtins.list[AuditEntry]:
         """The newest ``limit`` audit entries (0: 100), oldest first."""
         if limit < 0 or limit > _MAX_AUDIT:
             raise InvalidInput(f"audit limit must be between 0 and {_MAX_AUDIT}, got {limit}")
@@ -507,8 +508,10 @@ class BaselineManager:
 
 
 def _total(state: NumericState | CategoricalState) -> int:
-    summary: Any = state.summary(()) if isinstance(state, NumericState) else state.summary(0)
-    return int(summary.total)
+    """Values seen by a series, missing ones included (= rows that carried the signal)."""
+    if isinstance(state, NumericState):
+        return state.count + state.missing + state.out_of_range
+    return state.count + state.missing
 
 
 def _gave_up(model: str, environment: str) -> Conflict:

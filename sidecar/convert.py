@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import cast
 
 from baselined.v1 import baselined_pb2 as pb
+
 from sidecar.baselines import BaselineView, WindowView
 from sidecar.errors import InvalidInput
 from sidecar.records import AuditEntry, BaselineRecord, SeriesId, Status, Summary
@@ -38,7 +40,7 @@ _STATUS_TO_PB = {
 _STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
 
 
-def status_to_pb(status: Status) -> pb.BaselineStatus.ValueType:
+def status_to_pb(status: Status) -> pb.BaselineStatus:
     """The ``BaselineStatus`` number of a status."""
     return _STATUS_TO_PB[status]
 
@@ -51,7 +53,7 @@ def status_from_pb(value: int) -> Status | None:
     if value == pb.BASELINE_STATUS_UNSPECIFIED:
         return None
     try:
-        return _STATUS_FROM_PB[value]  # type: ignore[index]
+        return _STATUS_FROM_PB[cast(pb.BaselineStatus, value)]
     except KeyError:
         raise InvalidInput(f"unknown baseline status {value}") from None
 
@@ -84,7 +86,7 @@ def series_to_pb(sid: SeriesId, summary: Summary) -> pb.SeriesSummary:
         version=sid.version,
         slice=sid.slice,
         signal=sid.signal,
-        kind=sid.kind.to_proto(),  # type: ignore[arg-type]
+        kind=cast(pb.SignalKind, sid.kind.to_proto()),
         categorical=summary.categorical,
         count=summary.count,
         missing=summary.missing,

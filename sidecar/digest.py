@@ -334,9 +334,7 @@ def digest_to_json_obj(d: fastdigest.TDigest) -> dict[str, Any]:
         "min": _json_float(p.min),
         "max": _json_float(p.max),
         "sum": p.sum,
-        "centroids": [
-            [m, c] for m, c in zip(p.means.tolist(), p.weights.tolist(), strict=True)
-        ],
+        "centroids": [[m, c] for m, c in zip(p.means.tolist(), p.weights.tolist(), strict=True)],
     }
 
 

@@ -169,7 +169,7 @@ def decode_batch(batch: pb.SampleBatch, settings: Settings, *, now: float) -> De
     check_name("version", batch.version, allow_empty=True)
     if batch.version == ALL_TRAFFIC:
         raise InvalidInput(f"version {ALL_TRAFFIC!r} is reserved for data merged across versions")
-    check_name("environment", batch.environment, allow_empty=True)
+    check_name("environment", batch.environment)
     if len(batch.request_ids) not in (0, rows):
         raise InvalidInput(
             f"request_ids has {len(batch.request_ids)} values, expected 0 or {rows} (one per timestamp)"

@@ -23,12 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import grpc.aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
-
 from baselined.v1 import baselined_pb2 as pb
 from baselined.v1 import baselined_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_reflection.v1alpha import reflection
+
 from sidecar.baselines import BaselineManager
 from sidecar.errors import BaselinedError
 from sidecar.service import BaselinesService, IngestService
@@ -122,7 +122,9 @@ class Sidecar:
         """Bind, register the services and start serving; raises StartError when
         the address cannot be bound."""
         settings = self.settings
-        transport_cap = settings.max_batch_bytes + max(_TRANSPORT_SLACK, settings.max_batch_bytes // 4)
+        transport_cap = settings.max_batch_bytes + max(
+            _TRANSPORT_SLACK, settings.max_batch_bytes // 4
+        )
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", transport_cap),
@@ -131,8 +133,10 @@ class Sidecar:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        pb_grpc.add_IngestServicer_to_server(IngestService(self.windows), server)
-        pb_grpc.add_BaselinesServicer_to_server(BaselinesService(self.manager), server)
+        pb_grpc.add_IngestServicer_to_server(IngestService(self.windows), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_BaselinesServicer_to_server(  # type: ignore[no-untyped-call]
+            BaselinesService(self.manager), server
+        )
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         if settings.reflection:
@@ -143,7 +147,9 @@ class Sidecar:
         except RuntimeError as err:
             raise StartError(f"cannot listen on {settings.listen}: {err}") from err
         if port == 0 and not settings.listen.startswith("unix:"):
-            raise StartError(f"cannot listen on {settings.listen}: the address is in use or invalid")
+            raise StartError(
+                f"cannot listen on {settings.listen}: the address is in use or invalid"
+            )
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -159,7 +165,11 @@ class Sidecar:
                 written = await asyncio.to_thread(self.windows.flush)
             except Exception as err:
                 if not failing:  # log the first failure fully, then quietly until recovery
-                    log.warning("flush to the store failed; data is kept and retried: %s", err, exc_info=True)
+                    log.warning(
+                        "flush to the store failed; data is kept and retried: %s",
+                        err,
+                        exc_info=True,
+                    )
                 else:
                     log.debug("flush to the store failed again: %s", err)
                 failing = True
@@ -187,7 +197,9 @@ class Sidecar:
             written = await asyncio.to_thread(self.windows.flush)
             log.info("final flush wrote %d series", written)
         except Exception:
-            log.error("final flush to the store failed; unflushed window data is lost", exc_info=True)
+            log.error(
+                "final flush to the store failed; unflushed window data is lost", exc_info=True
+            )
         finally:
             await asyncio.to_thread(self.store.close)
 

@@ -16,8 +16,8 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
-
 from baselined.v1 import baselined_pb2 as pb
+
 from sidecar.baselines import BaselineManager
 from sidecar.convert import (
     audit_to_pb,
@@ -47,7 +47,8 @@ async def abort_with(context: Context, err: BaseException, what: str) -> NoRetur
         await context.abort(grpc.StatusCode[err.grpc_code], str(err))
     log.error("%s failed unexpectedly", what, exc_info=err)
     await context.abort(
-        grpc.StatusCode.INTERNAL, f"{what} failed: internal error ({type(err).__name__}); see the sidecar log"
+        grpc.StatusCode.INTERNAL,
+        f"{what} failed: internal error ({type(err).__name__}); see the sidecar log",
     )
 
 
@@ -138,7 +139,9 @@ class BaselinesService:
         )
         return record_to_pb(record)
 
-    async def GetBaseline(self, request: pb.GetBaselineRequest, context: Context) -> pb.BaselineView:
+    async def GetBaseline(
+        self, request: pb.GetBaselineRequest, context: Context
+    ) -> pb.BaselineView:
         view = await _call(
             context,
             "get baseline",

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from baselined.v1 import baselined_pb2 as pb
+
 from sidecar.baselines import DEFAULT_QUANTILES, BaselineManager
 from sidecar.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound
 from sidecar.records import ALL_TRAFFIC, Kind, SeriesId, Status

@@ -1,0 +1,204 @@
+"""Sidecar ingest throughput: decode, ``Windows.ingest`` and ``flush``, in process
+and (with ``--grpc``) end to end over a real gRPC stream.
+
+Batches look like what the middleware ships: 512 rows of 20 features (normal,
+lognormal, bimodal, with a little NaN), latency (lognormal), thread CPU
+(gamma), an error flag (1 %), a per-row ``region`` slice column (4 values) and
+a fingerprint. Every figure is a median over repetitions and sits next to a
+bare baseline measured in the same run: the same values fed straight into
+fastdigest, one ``batch_update`` per column.
+
+Run: ``python load_tests/bench_ingest.py [--batches 200] [--repeat 5] [--grpc]``.
+Budget (DESIGN.md): >= 250,000 records/s of 20 signals per core, end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
+
+import fastdigest  # noqa: E402
+import numpy as np  # noqa: E402
+
+from baselined.v1 import baselined_pb2 as pb  # noqa: E402
+from sidecar.ingest import decode_batch  # noqa: E402
+from sidecar.settings import Settings  # noqa: E402
+from sidecar.stores import SQLiteStore  # noqa: E402
+from sidecar.windows import Windows  # noqa: E402
+
+ROWS = 512
+FEATURES = 20
+T0 = 1_700_000_000.0
+REGIONS = ("eu-west", "us-east", "ap-south", "sa-east")
+
+
+def make_batches(count: int, *, seed: int = 7, slices: bool = True) -> list[pb.SampleBatch]:
+    """``count`` batches as a middleware would send them (parsed from bytes, like a server sees)."""
+    rng = np.random.default_rng(seed)
+    fingerprint = pb.Fingerprint(hash="abc123", fields={"python": "3.11.7", "lib.numpy": "2.4.0"})
+    out = []
+    for b in range(count):
+        batch = pb.SampleBatch(
+            model="fraud", version="v7", environment="prod", instance="pod-1:123", fingerprint=fingerprint
+        )
+        # About 2,000 records/s of traffic: a batch covers 0.25 s.
+        batch.timestamps.extend((T0 + b * 0.25 + np.sort(rng.uniform(0, 0.25, ROWS))).tolist())
+        for f in range(FEATURES):
+            if f % 3 == 0:
+                values = rng.normal(f, 1.0 + f, ROWS)
+            elif f % 3 == 1:
+                values = rng.lognormal(0.0, 0.5, ROWS)
+            else:
+                values = np.where(rng.random(ROWS) < 0.3, rng.normal(-2, 0.5, ROWS), rng.normal(3, 1, ROWS))
+            values[rng.random(ROWS) < 0.01] = np.nan
+            batch.numeric.add(name=f"f{f:02d}", kind=pb.SIGNAL_KIND_FEATURE, values=values.tolist())
+        batch.numeric.add(
+            name="latency_seconds", kind=pb.SIGNAL_KIND_LATENCY, values=rng.lognormal(-4, 0.6, ROWS).tolist()
+        )
+        batch.numeric.add(
+            name="thread_cpu_seconds", kind=pb.SIGNAL_KIND_RESOURCE, values=rng.gamma(2.0, 0.002, ROWS).tolist()
+        )
+        batch.numeric.add(
+            name="error", kind=pb.SIGNAL_KIND_ERROR, values=(rng.random(ROWS) < 0.01).astype(float).tolist()
+        )
+        if slices:
+            batch.slices.add(name="region", values=[REGIONS[i] for i in rng.integers(0, len(REGIONS), ROWS)])
+        out.append(pb.SampleBatch.FromString(batch.SerializeToString()))
+    return out
+
+
+def settings() -> Settings:
+    return Settings(instance="bench", retention_seconds=7 * 24 * 3600, max_clock_skew=3600.0)
+
+
+def clock() -> float:
+    return T0 + 60.0
+
+
+def timed(run: Callable[[], object], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def rate(records: int, times: list[float]) -> str:
+    return f"{records / statistics.median(times):>12,.0f} records/s"
+
+
+def bare(batches: list[pb.SampleBatch]) -> None:
+    """The floor: decode each column with numpy and feed fastdigest, nothing else."""
+    digests = [fastdigest.TDigest(1000) for _ in batches[0].numeric]
+    for batch in batches:
+        for digest, col in zip(digests, batch.numeric, strict=True):
+            values = np.asarray(col.values, dtype=np.float64)
+            digest.batch_update(memoryview(np.ascontiguousarray(values[np.isfinite(values)])))
+
+
+def in_process(batches: list[pb.SampleBatch], repeat: int) -> None:
+    records = len(batches) * ROWS
+    print(f"in process, {len(batches)} batches x {ROWS} rows x {len(batches[0].numeric)} numeric signals")
+    print(f"  bare fastdigest (1 digest/col)  {rate(records, timed(lambda: bare(batches), repeat))}")
+    s = settings()
+    print(
+        f"  decode_batch only               "
+        f"{rate(records, timed(lambda: [decode_batch(b, s, now=clock()) for b in batches], repeat))}"
+    )
+    for label, data in (("Windows.ingest, no slices      ", make_batches(len(batches), slices=False)),
+                        ("Windows.ingest, region slice   ", batches)):
+        times: list[float] = []
+        flushes: list[float] = []
+        written = 0
+        for _ in range(repeat):
+            store = SQLiteStore(":memory:")
+            windows = Windows(s, store, clock=clock)
+            started = time.perf_counter()
+            for batch in data:
+                windows.ingest(batch)
+            times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            written = windows.flush()
+            flushes.append(time.perf_counter() - started)
+            store.close()
+        print(
+            f"  {label} {rate(records, times)}   flush of {written} series to SQLite :memory: "
+            f"{statistics.median(flushes) * 1e3:.1f} ms"
+        )
+
+
+def over_grpc(batches: list[pb.SampleBatch], repeat: int) -> None:
+    """A real sidecar in this process (one core); the client streams from a thread pinned elsewhere."""
+    import grpc
+
+    from baselined.v1 import baselined_pb2_grpc as pb_grpc
+    from sidecar.server import Sidecar
+
+    records = len(batches) * ROWS
+    payload = [b.SerializeToString() for b in batches]
+    print(f"end to end over gRPC (client stream of {len(batches)} batches, sidecar on SQLite :memory:)")
+
+    async def main() -> list[float]:
+        sidecar = Sidecar(
+            settings().replace(listen="127.0.0.1:0", store=":memory:"), clock=clock
+        )
+        await sidecar.start()
+        try:
+            times = []
+            for _ in range(repeat):
+                times.append(await asyncio.to_thread(stream, sidecar.address))
+            stats = sidecar.windows.stats()
+            assert stats["records_accepted"] == records * repeat, stats
+            return times
+        finally:
+            await sidecar.stop(1.0)
+
+    def stream(address: str) -> float:
+        with grpc.insecure_channel(address) as channel:
+            call = channel.stream_unary(
+                "/baselined.v1.Ingest/Ingest",
+                request_serializer=lambda raw: raw,
+                response_deserializer=pb.IngestResponse.FromString,
+            )
+            grpc.channel_ready_future(channel).result(timeout=10)
+
+            def requests() -> Iterator[bytes]:
+                yield from payload
+
+            started = time.perf_counter()
+            response = call(requests())
+            elapsed = time.perf_counter() - started
+            assert response.records_accepted == records, response
+            return elapsed
+
+    times = asyncio.run(main())
+    print(f"  Ingest stream                   {rate(records, times)}")
+    del pb_grpc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--grpc", action="store_true", help="also measure end to end over gRPC")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {0})  # "per core": one core for everything in process
+    batches = make_batches(args.batches)
+    in_process(batches, args.repeat)
+    if args.grpc:
+        over_grpc(batches, args.repeat)
+
+
+if __name__ == "__main__":
+    main()

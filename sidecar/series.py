@@ -1,0 +1,519 @@
+"""Mergeable per-series state: t-digests for numeric signals, bounded frequency
+tables for categorical ones, and their versioned byte encodings.
+
+Window buckets and the partials of several sidecars combine by decoding and
+merging these states, so ``merge`` must be cheap and order-insensitive enough
+that readers get the same answer whichever partial comes first.
+
+>>> import numpy as np
+>>> s = NumericState(compression=100)
+>>> s.add(np.array([1.0, 2.0, np.nan, np.inf, 3.0]))
+>>> t = decode_state(s.encode())
+>>> (t.count, t.missing, t.out_of_range)
+(3, 1, 1)
+
+Encoding: one tag byte (``N`` numeric, ``C`` categorical), one version byte, then
+the payload; everything little-endian. Both payloads end with extension records
+(``type u8, length u32, bytes``) that readers skip when they do not know the
+type, so later versions can add statistics (numeric precision) without breaking
+older readers. Version 1 writes none. ``docs/digest-format.md`` has the layouts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Final, cast
+
+import fastdigest
+import numpy as np
+import numpy.typing as npt
+
+from sidecar.digest import DEFAULT_COMPRESSION, decode_digest, encode_digest
+from sidecar.records import Summary
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_COMPRESSION",
+    "HLL_PRECISION",
+    "TAG_CATEGORICAL",
+    "TAG_NUMERIC",
+    "CategoricalState",
+    "NumericState",
+    "SeriesState",
+    "decode_state",
+    "merge_encoded",
+]
+
+TAG_NUMERIC: Final = 0x4E  # "N"
+TAG_CATEGORICAL: Final = 0x43  # "C"
+_VERSION: Final = 1
+
+DEFAULT_CAPACITY: Final = 256
+HLL_PRECISION: Final = 10  # 1,024 registers, ~3.3% standard error
+
+# tag, version, reserved, missing, +inf count, -inf count, digest length (32 bytes)
+_NUMERIC_HEAD = struct.Struct("<BBHQQQI")
+# tag, version, reserved, capacity, missing, other, entries (28 bytes)
+_CATEGORICAL_HEAD = struct.Struct("<BBHIQQI")
+_EXTENSION_HEAD = struct.Struct("<BI")
+_HLL_HEAD = struct.Struct("<BBH")  # precision (0 = none), mode (0 dense, 1 sparse), sparse count
+_HLL_DENSE: Final = 0
+_HLL_SPARSE: Final = 1
+_SPARSE_ENTRY = np.dtype([("index", "<u2"), ("rank", "u1")])
+
+
+def _skip_extensions(view: memoryview, offset: int, what: str) -> None:
+    """Walk the trailing extension records; version 1 defines none, so all are skipped."""
+    while offset < len(view):
+        if offset + _EXTENSION_HEAD.size > len(view):
+            raise ValueError(f"{what}: truncated extension record at byte {offset}")
+        _type, length = _EXTENSION_HEAD.unpack_from(view, offset)
+        offset += _EXTENSION_HEAD.size + length
+        if offset > len(view):
+            raise ValueError(f"{what}: extension record runs past the end ({offset} > {len(view)})")
+
+
+class NumericState:
+    """A numeric series: a t-digest of the finite values plus missing and out-of-range counts.
+
+    NaN counts as missing; +inf and -inf count as out of range and never enter
+    the digest.
+
+    >>> import numpy as np
+    >>> s = NumericState()
+    >>> s.add(np.arange(1.0, 101.0))
+    >>> s.summary([0.5]).quantiles
+    ((0.5, 50.5),)
+    """
+
+    __slots__ = ("_digest", "missing", "neg_inf", "pos_inf")
+
+    def __init__(self, compression: int = DEFAULT_COMPRESSION) -> None:
+        if not isinstance(compression, int) or not 1 <= compression <= 0xFFFFFFFF:
+            raise ValueError(f"compression must be a positive integer, got {compression!r}")
+        self._digest = fastdigest.TDigest(compression)
+        self.missing = 0
+        self.pos_inf = 0
+        self.neg_inf = 0
+
+    @property
+    def compression(self) -> int:
+        """The digest's bound on centroids."""
+        return self._digest.max_centroids
+
+    @property
+    def digest(self) -> fastdigest.TDigest:
+        """The t-digest of the finite values (shared, not a copy: do not modify)."""
+        return self._digest
+
+    @property
+    def count(self) -> int:
+        """Number of finite values seen."""
+        return self._digest.n_values
+
+    @property
+    def out_of_range(self) -> int:
+        """Number of infinite values seen (+inf and -inf)."""
+        return self.pos_inf + self.neg_inf
+
+    def add(self, values: npt.NDArray[np.float64]) -> None:
+        """Add a column of values in bulk (one digest update per call)."""
+        arr = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        if arr.size == 0:
+            return
+        # A finite sum proves every value finite; otherwise (NaN, inf, or an
+        # overflowing sum) sort the values out one class at a time.
+        if math.isfinite(np.add.reduce(arr)):
+            self._digest.batch_update(arr.data)
+            return
+        finite = np.isfinite(arr)
+        n_finite = int(np.count_nonzero(finite))
+        if n_finite != arr.size:
+            nan = int(np.count_nonzero(np.isnan(arr)))
+            pos = int(np.count_nonzero(arr == np.inf))
+            self.missing += nan
+            self.pos_inf += pos
+            self.neg_inf += arr.size - n_finite - nan - pos
+        if n_finite == arr.size:
+            self._digest.batch_update(arr.data)
+        elif n_finite:
+            self._digest.batch_update(np.ascontiguousarray(arr[finite]).data)
+
+    def merge(self, other: NumericState) -> None:
+        """Merge another numeric state into this one; the larger compression wins."""
+        if not isinstance(other, NumericState):
+            raise ValueError(f"cannot merge {type(other).__name__} into NumericState")
+        if other.compression > self.compression:
+            self._digest.max_centroids = other.compression
+        if other.count:
+            self._digest.merge_inplace(other._digest)
+        self.missing += other.missing
+        self.pos_inf += other.pos_inf
+        self.neg_inf += other.neg_inf
+
+    def encode(self) -> bytes:
+        """Bytes of this state (tag ``N``, version 1); :func:`decode_state` reads them."""
+        blob = encode_digest(self._digest)
+        head = _NUMERIC_HEAD.pack(
+            TAG_NUMERIC, _VERSION, 0, self.missing, self.pos_inf, self.neg_inf, len(blob)
+        )
+        return head + blob
+
+    @classmethod
+    def _decode(cls, view: memoryview) -> NumericState:
+        if len(view) < _NUMERIC_HEAD.size:
+            raise ValueError(f"numeric state too short: {len(view)} bytes")
+        _tag, _version, _reserved, missing, pos, neg, size = _NUMERIC_HEAD.unpack_from(view)
+        end = _NUMERIC_HEAD.size + size
+        if end > len(view):
+            raise ValueError(f"numeric state truncated: digest needs {end} bytes, got {len(view)}")
+        digest = decode_digest(bytes(view[_NUMERIC_HEAD.size : end]))
+        if digest.max_centroids < 1:
+            raise ValueError("numeric state: digest compression must be at least 1")
+        _skip_extensions(view, end, "numeric state")
+        state = cls.__new__(cls)
+        state._digest = digest
+        state.missing = missing
+        state.pos_inf = pos
+        state.neg_inf = neg
+        return state
+
+    def summary(self, quantiles: Sequence[float] = ()) -> Summary:
+        """Count, missing, out-of-range, min, max, mean and the requested quantiles."""
+        qs = [float(q) for q in quantiles]
+        for q in qs:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"quantile levels must be within [0, 1], got {q}")
+        n = self.count
+        if n == 0:
+            return Summary(
+                categorical=False,
+                count=0,
+                missing=self.missing,
+                out_of_range=self.out_of_range,
+                quantiles=tuple((q, math.nan) for q in qs),
+            )
+        values = self._digest.quantile_vec(qs) if qs else []
+        return Summary(
+            categorical=False,
+            count=n,
+            missing=self.missing,
+            out_of_range=self.out_of_range,
+            min=self._digest.min(),
+            max=self._digest.max(),
+            mean=self._digest.sum() / n,
+            quantiles=tuple(zip(qs, values, strict=True)),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"NumericState(count={self.count}, missing={self.missing}, "
+            f"out_of_range={self.out_of_range}, compression={self.compression})"
+        )
+
+
+def _hash64(value: str) -> int:
+    # Stable across processes and machines (Python's hash() is salted per process).
+    return int.from_bytes(
+        hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
+    )
+
+
+class _HyperLogLog:
+    """A 2**p-register HyperLogLog over 64-bit hashes; merge is a register max."""
+
+    __slots__ = ("precision", "registers")
+
+    def __init__(
+        self, precision: int = HLL_PRECISION, registers: npt.NDArray[np.uint8] | None = None
+    ) -> None:
+        self.precision = precision
+        m = 1 << precision
+        self.registers = np.zeros(m, dtype=np.uint8) if registers is None else registers
+
+    def add(self, values: Iterable[str]) -> None:
+        p = self.precision
+        low_bits = 64 - p
+        mask = (1 << low_bits) - 1
+        idx: list[int] = []
+        rank: list[int] = []
+        for v in values:
+            h = _hash64(v)
+            idx.append(h >> low_bits)
+            rank.append(low_bits - (h & mask).bit_length() + 1)
+        if idx:
+            np.maximum.at(self.registers, np.array(idx), np.array(rank, dtype=np.uint8))
+
+    def merge(self, other: _HyperLogLog) -> None:
+        if other.precision != self.precision:
+            raise ValueError(
+                f"cannot merge HyperLogLogs of precision {self.precision} and {other.precision}"
+            )
+        np.maximum(self.registers, other.registers, out=self.registers)
+
+    def estimate(self) -> float:
+        m = float(len(self.registers))
+        alpha = 0.7213 / (1.0 + 1.079 / m)
+        raw = alpha * m * m / float(np.ldexp(1.0, -self.registers.astype(np.int32)).sum())
+        zeros = int(np.count_nonzero(self.registers == 0))
+        if raw <= 2.5 * m and zeros:
+            return m * math.log(m / zeros)  # linear counting for small cardinalities
+        return raw
+
+    def encode(self) -> bytes:
+        nonzero = np.flatnonzero(self.registers)
+        if len(nonzero) * _SPARSE_ENTRY.itemsize < len(self.registers):
+            entries = np.empty(len(nonzero), dtype=_SPARSE_ENTRY)
+            entries["index"] = nonzero
+            entries["rank"] = self.registers[nonzero]
+            head = _HLL_HEAD.pack(self.precision, _HLL_SPARSE, len(nonzero))
+            return head + entries.tobytes()
+        return _HLL_HEAD.pack(self.precision, _HLL_DENSE, 0) + self.registers.tobytes()
+
+    @classmethod
+    def decode(cls, view: memoryview, offset: int) -> tuple[_HyperLogLog | None, int]:
+        if offset + _HLL_HEAD.size > len(view):
+            raise ValueError("categorical state: truncated distinct-count sketch")
+        precision, mode, count = _HLL_HEAD.unpack_from(view, offset)
+        offset += _HLL_HEAD.size
+        if precision == 0:
+            return None, offset
+        if not 4 <= precision <= 16:
+            raise ValueError(f"categorical state: sketch precision {precision} out of range")
+        m = 1 << precision
+        registers = np.zeros(m, dtype=np.uint8)
+        if mode == _HLL_DENSE:
+            end = offset + m
+            if end > len(view):
+                raise ValueError("categorical state: truncated sketch registers")
+            registers[:] = np.frombuffer(view, dtype=np.uint8, count=m, offset=offset)
+        elif mode == _HLL_SPARSE:
+            end = offset + count * _SPARSE_ENTRY.itemsize
+            if end > len(view):
+                raise ValueError("categorical state: truncated sparse sketch")
+            entries = np.frombuffer(view, dtype=_SPARSE_ENTRY, count=count, offset=offset)
+            if count and int(entries["index"].max()) >= m:
+                raise ValueError("categorical state: sketch register index out of range")
+            registers[entries["index"]] = entries["rank"]
+        else:
+            raise ValueError(f"categorical state: unknown sketch mode {mode}")
+        if int(registers.max(initial=0)) > 64 - precision + 1:
+            raise ValueError("categorical state: sketch register value out of range")
+        return cls(precision, registers), end
+
+
+class CategoricalState:
+    """A categorical series: exact counts of up to ``capacity`` distinct values, the rest
+    folded into ``other_count``, and the number of distinct values seen.
+
+    The empty string means missing. ``distinct`` is exact until a value first
+    folds into other; from then on a HyperLogLog (1,024 registers, ~3% error)
+    estimates it.
+
+    >>> s = CategoricalState(capacity=2)
+    >>> s.add(["a", "b", "a", "c", ""])
+    >>> s.summary(top_k=5).top_values, s.other_count, s.missing
+    ((('a', 2), ('b', 1)), 1, 1)
+    """
+
+    __slots__ = ("_hll", "capacity", "counts", "missing", "other_count")
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        if not isinstance(capacity, int) or not 1 <= capacity <= 0xFFFFFFFF:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.capacity = capacity
+        self.counts: dict[str, int] = {}
+        self.missing = 0
+        self.other_count = 0
+        self._hll: _HyperLogLog | None = None
+
+    @property
+    def count(self) -> int:
+        """Number of non-missing values seen."""
+        return sum(self.counts.values()) + self.other_count
+
+    @property
+    def distinct(self) -> int:
+        """Distinct non-missing values seen: exact within capacity, estimated past it."""
+        if self._hll is None:
+            return len(self.counts)
+        lower = len(self.counts) + (1 if self.other_count else 0)
+        return max(round(self._hll.estimate()), lower)
+
+    def add(self, values: Sequence[str]) -> None:
+        """Add a column of values; ``""`` counts as missing."""
+        batch = Counter(values)
+        self.missing += batch.pop("", 0)
+        if not batch:
+            return
+        counts = self.counts
+        folded = False
+        # The most frequent new values claim the free slots first.
+        for value, n in batch.most_common():
+            if value in counts:
+                counts[value] += n
+            elif len(counts) < self.capacity:
+                counts[value] = n
+            else:
+                self.other_count += n
+                folded = True
+        if self._hll is not None:
+            self._hll.add(batch)
+        elif folded:
+            # Until now the table held every distinct value; the sketch starts from it.
+            self._hll = _HyperLogLog()
+            self._hll.add(counts)
+            self._hll.add(batch)
+
+    def merge(self, other: CategoricalState) -> None:
+        """Merge another table; past capacity the top values by count stay, the rest fold."""
+        if not isinstance(other, CategoricalState):
+            raise ValueError(f"cannot merge {type(other).__name__} into CategoricalState")
+        self.capacity = max(self.capacity, other.capacity)
+        merged = Counter(self.counts)
+        merged.update(other.counts)
+        self.missing += other.missing
+        self.other_count += other.other_count
+        if self._hll is not None or other._hll is not None or len(merged) > self.capacity:
+            hll = self._hll if self._hll is not None else _HyperLogLog()
+            if self._hll is None:
+                hll.add(self.counts)
+            if other._hll is not None:
+                hll.merge(other._hll)
+            else:
+                hll.add(other.counts)
+            self._hll = hll
+        if len(merged) > self.capacity:
+            ranked = sorted(merged.items(), key=_by_count_then_value)
+            self.counts = dict(ranked[: self.capacity])
+            self.other_count += sum(n for _, n in ranked[self.capacity :])
+        else:
+            self.counts = dict(merged)
+
+    def encode(self) -> bytes:
+        """Bytes of this state (tag ``C``, version 1); :func:`decode_state` reads them."""
+        items = sorted(self.counts.items())
+        raw = [v.encode("utf-8", "surrogatepass") for v, _ in items]
+        head = _CATEGORICAL_HEAD.pack(
+            TAG_CATEGORICAL,
+            _VERSION,
+            0,
+            self.capacity,
+            self.missing,
+            self.other_count,
+            len(items),
+        )
+        counts = np.array([n for _, n in items], dtype="<u8").tobytes()
+        lengths = np.array([len(b) for b in raw], dtype="<u4").tobytes()
+        hll = self._hll.encode() if self._hll is not None else _HLL_HEAD.pack(0, 0, 0)
+        return b"".join((head, counts, lengths, *raw, hll))
+
+    @classmethod
+    def _decode(cls, view: memoryview) -> CategoricalState:
+        what = "categorical state"
+        if len(view) < _CATEGORICAL_HEAD.size:
+            raise ValueError(f"{what} too short: {len(view)} bytes")
+        _tag, _ver, _res, capacity, missing, other, n = _CATEGORICAL_HEAD.unpack_from(view)
+        if capacity < 1:
+            raise ValueError(f"{what}: capacity must be at least 1")
+        if n > capacity:
+            raise ValueError(f"{what}: {n} entries exceed capacity {capacity}")
+        offset = _CATEGORICAL_HEAD.size
+        if offset + 12 * n > len(view):
+            raise ValueError(f"{what} truncated: {n} entries need more than {len(view)} bytes")
+        counts = np.frombuffer(view, dtype="<u8", count=n, offset=offset).tolist()
+        offset += 8 * n
+        lengths = np.frombuffer(view, dtype="<u4", count=n, offset=offset).tolist()
+        offset += 4 * n
+        end = offset + sum(lengths)
+        if end > len(view):
+            raise ValueError(f"{what} truncated: values need {end} bytes, got {len(view)}")
+        table: dict[str, int] = {}
+        for length, c in zip(lengths, counts, strict=True):
+            try:
+                value = bytes(view[offset : offset + length]).decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{what}: a value is not valid UTF-8") from err
+            offset += length
+            if value == "" or value in table or c == 0:
+                raise ValueError(f"{what}: empty, repeated or zero-count value {value!r}")
+            table[value] = c
+        hll, offset = _HyperLogLog.decode(view, offset)
+        _skip_extensions(view, offset, what)
+        state = cls(capacity)
+        state.counts = table
+        state.missing = missing
+        state.other_count = other
+        state._hll = hll
+        return state
+
+    def summary(self, top_k: int = 10) -> Summary:
+        """Top ``top_k`` values by count (ties by value); other_count is everything not listed."""
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        ranked = sorted(self.counts.items(), key=_by_count_then_value)[:top_k]
+        count = self.count
+        return Summary(
+            categorical=True,
+            count=count,
+            missing=self.missing,
+            top_values=tuple(ranked),
+            other_count=count - sum(n for _, n in ranked),
+            distinct=self.distinct,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"CategoricalState(count={self.count}, distinct={self.distinct}, "
+            f"missing={self.missing}, other_count={self.other_count}, capacity={self.capacity})"
+        )
+
+
+def _by_count_then_value(item: tuple[str, int]) -> tuple[int, str]:
+    return (-item[1], item[0])
+
+
+SeriesState = NumericState | CategoricalState
+
+
+def decode_state(data: bytes) -> NumericState | CategoricalState:
+    """Decode bytes from ``encode()`` of either state; ValueError on corrupt or unknown data."""
+    view = memoryview(data)
+    if len(view) < 2:
+        raise ValueError(f"series state too short: {len(view)} bytes")
+    tag, version = view[0], view[1]
+    if tag not in (TAG_NUMERIC, TAG_CATEGORICAL):
+        raise ValueError(f"unknown series state tag {tag:#04x}")
+    if version != _VERSION:
+        raise ValueError(
+            f"series state version {version} is not supported (this reader knows "
+            f"{_VERSION}); upgrade baselined to read it"
+        )
+    if tag == TAG_NUMERIC:
+        return NumericState._decode(view)
+    return CategoricalState._decode(view)
+
+
+def merge_encoded(blobs: Iterable[bytes]) -> NumericState | CategoricalState:
+    """Decode and merge encoded states of one series; ValueError if none or of mixed types."""
+    result: NumericState | CategoricalState | None = None
+    for blob in blobs:
+        state = decode_state(blob)
+        if result is None:
+            result = state
+        elif type(state) is not type(result):
+            raise ValueError(
+                f"cannot merge a {type(state).__name__} into a {type(result).__name__}: "
+                "the series changed type"
+            )
+        elif isinstance(result, NumericState):
+            result.merge(cast(NumericState, state))
+        else:
+            result.merge(cast(CategoricalState, state))
+    if result is None:
+        raise ValueError("no series states to merge")
+    return result

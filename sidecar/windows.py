@@ -1,0 +1,444 @@
+"""Live windows: ingested batches accumulated per (model, environment, bucket,
+series) in memory, flushed to the store as this sidecar's partials.
+
+Every row of a batch feeds, for each of its signals, the all-traffic series
+``(version, "*", kind, signal)`` and one series per slice attribute value of
+the row, ``(version, "attr=value", kind, signal)``, in the time bucket of its
+timestamp. Past ``max_slice_values`` distinct values of an attribute per
+(model, environment), further values fold into ``attr=__other__``.
+
+A flush writes, for every (bucket, series) changed since the last flush, the
+bucket's cumulative state: a repeated flush is idempotent, a failed flush is
+retried with everything kept, and a crash loses at most one flush interval.
+Flushed buckets older than the newest bucket minus two leave memory. Should a
+row arrive later for a bucket that already left memory, it is kept under a
+fresh writer name (``writer#lateN``) so it never overwrites the partial
+written before.
+
+>>> from sidecar.settings import Settings
+>>> from sidecar.stores import SQLiteStore
+>>> from baselined.v1 import baselined_pb2 as pb
+>>> windows = Windows(Settings(instance="a"), SQLiteStore(), clock=lambda: 130.0)
+>>> batch = pb.SampleBatch(model="m", version="v1", environment="prod", timestamps=[125.0, 126.0])
+>>> _ = batch.numeric.add(name="x", kind=pb.SIGNAL_KIND_FEATURE, values=[1.0, 3.0])
+>>> windows.ingest(batch), windows.flush()
+(2, 1)
+>>> data = windows.read("m", "prod", 0, 200)
+>>> data.versions, data.series[SeriesId("*", "*", Kind.FEATURE, "x")].summary([0.5]).count
+(('v1',), 2)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from baselined.v1 import baselined_pb2 as pb
+from sidecar.errors import InvalidInput, TooLarge
+from sidecar.ingest import DecodedBatch, decode_batch
+from sidecar.records import ALL_TRAFFIC, Kind, Partial, SeriesId
+from sidecar.series import CategoricalState, NumericState, merge_encoded
+from sidecar.settings import Settings
+from sidecar.stores.base import Store
+
+__all__ = ["OTHER", "WindowData", "Windows"]
+
+OTHER = "__other__"
+"""The slice value that collects an attribute's values past ``max_slice_values``."""
+
+_KEEP_BUCKETS = 2  # flushed buckets this far behind the newest stay in memory for late rows
+_LATE = "#late"
+_LATE_SUFFIX = re.compile(re.escape(_LATE) + r"\d+$")
+
+_State = NumericState | CategoricalState
+_Key = tuple[str, str, Kind, str]  # SeriesId fields; plain tuples hash faster
+_Index = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class WindowData:
+    """All writers' window data of one (model, environment) over [start, end),
+    merged per series. ``versions`` are the model versions present in what was
+    read; ``writers`` the sidecars whose partials were merged."""
+
+    model: str
+    environment: str
+    start: float
+    end: float
+    versions: tuple[str, ...]
+    writers: tuple[str, ...]
+    series: Mapping[SeriesId, NumericState | CategoricalState]
+
+
+class _Bucket:
+    __slots__ = ("dirty", "states", "writer")
+
+    def __init__(self, writer: str) -> None:
+        self.writer = writer
+        self.states: dict[_Key, _State] = {}
+        self.dirty: set[_Key] = set()
+
+
+class _Window:
+    """In-memory state of one (model, environment)."""
+
+    __slots__ = ("buckets", "categorical", "fingerprint", "horizon", "newest", "slice_values")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, _Bucket] = {}
+        self.newest: int | None = None
+        # Every bucket that ever left memory starts before the horizon.
+        self.horizon: int | None = None
+        self.slice_values: dict[str, set[str]] = {}
+        self.categorical: dict[tuple[Kind, str], bool] = {}
+        self.fingerprint: pb.Fingerprint | None = None
+
+
+def _groups(codes: _Index, n: int) -> list[tuple[int, _Index | None]]:
+    """Row indices per code in [0, n); rows with code -1 belong to no group.
+    ``None`` stands for "every row" so the caller can skip a copy."""
+    if n == 1 and codes.size and codes.min() == 0:
+        return [(0, None)]
+    keep = np.flatnonzero(codes >= 0)
+    sub = codes[keep]
+    order = keep[np.argsort(sub, kind="stable")]
+    counts = np.bincount(sub, minlength=n)
+    parts = np.split(order, np.cumsum(counts)[:-1])
+    return [(code, idx) for code, idx in enumerate(parts) if idx.size]
+
+
+class Windows:
+    """Live windows of this sidecar: accumulates ingested batches per (model,
+    environment, bucket, series) in memory and flushes them to the store as
+    this writer's partials.
+
+    ``writer`` defaults to ``f"{settings.instance}:{random token}"`` so a
+    restarted sidecar never overwrites its predecessor's partials. ``clock``
+    (unix seconds) is what timestamps are checked against.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        writer: str | None = None,
+    ) -> None:
+        self.writer = writer or f"{settings.instance}:{secrets.token_hex(4)}"
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._windows: dict[tuple[str, str], _Window] = {}
+        self._lock = threading.Lock()  # guards the in-memory state
+        self._flush_lock = threading.Lock()  # one flush at a time, so a flush that returns has written all
+        self._late = 0
+        self._counts = dict.fromkeys(
+            (
+                "batches_accepted",
+                "records_accepted",
+                "batches_rejected",
+                "records_rejected",
+                "slice_values_folded",
+                "flushes",
+                "flush_failures",
+                "series_flushed",
+            ),
+            0,
+        )
+
+    # -- ingest ----------------------------------------------------------------
+
+    def ingest(self, batch: pb.SampleBatch) -> int:
+        """Validate the whole batch, then accumulate it; return the rows accepted.
+
+        A bad batch raises InvalidInput or TooLarge, naming the problem, and
+        changes nothing but the rejection counters.
+        """
+        try:
+            data = decode_batch(batch, self._settings, now=self._clock())
+            with self._lock:
+                key = (data.model, data.environment)
+                window = self._windows.get(key)
+                if window is None:
+                    window = self._windows[key] = _Window()
+                else:
+                    self._check_kinds(window, data)
+                self._accumulate(window, data)
+                self._counts["batches_accepted"] += 1
+                self._counts["records_accepted"] += data.rows
+        except (InvalidInput, TooLarge):
+            with self._lock:
+                self._counts["batches_rejected"] += 1
+                self._counts["records_rejected"] += len(batch.timestamps)
+            raise
+        return data.rows
+
+    @staticmethod
+    def _check_kinds(window: _Window, data: DecodedBatch) -> None:
+        """A signal stays numeric or categorical for the life of its window."""
+        for signals, categorical in (
+            (data.numeric_signals, False),
+            ((c[:2] for c in data.categorical), True),
+        ):
+            for kind, name in signals:
+                known = window.categorical.get((kind, name))
+                if known is not None and known != categorical:
+                    was, now = ("categorical", "numeric") if known else ("numeric", "categorical")
+                    raise InvalidInput(
+                        f"signal {kind.value} {name!r} of {data.model}/{data.environment} was {was} "
+                        f"in earlier batches and is {now} here; keep one type per signal name"
+                    )
+
+    def _accumulate(self, window: _Window, data: DecodedBatch) -> None:
+        for kind, name in data.numeric_signals:
+            window.categorical[(kind, name)] = False
+        for kind, name, _ in data.categorical:
+            window.categorical[(kind, name)] = True
+        if data.fingerprint is not None:
+            fp, old = data.fingerprint, window.fingerprint
+            if old is None or not (fp.hash and fp.hash == old.hash) and fp != old:
+                window.fingerprint = pb.Fingerprint()
+                window.fingerprint.CopyFrom(fp)
+
+        width = self._settings.bucket_seconds
+        starts = np.floor_divide(data.timestamps, width).astype(np.int64) * width
+        first = int(starts[0])
+        if (starts == first).all():
+            bucket_starts = [first]
+            bucket_codes: _Index = np.zeros(data.rows, dtype=np.intp)
+        else:
+            unique, inverse = np.unique(starts, return_inverse=True)
+            bucket_starts = [int(b) for b in unique]
+            bucket_codes = inverse.astype(np.intp).reshape(-1)
+        newest = bucket_starts[-1] if window.newest is None else max(window.newest, bucket_starts[-1])
+        window.newest = newest
+        buckets = [self._bucket(window, b) for b in bucket_starts]
+
+        # All traffic, and the slices that hold for the whole batch: same rows.
+        whole = [ALL_TRAFFIC]
+        for attr, value in data.batch_slices:
+            whole.append(self._slice_label(window, attr, value, data.rows))
+        for code, idx in _groups(bucket_codes, len(buckets)):
+            self._feed(buckets[code], data, idx, whole)
+
+        for column in data.slices:
+            labels: list[str] = []
+            label_index: dict[str, int] = {}
+            targets = np.empty(len(column.distinct), dtype=np.intp)
+            if len(column.distinct) == 1:
+                value_codes: _Index = np.zeros(data.rows, dtype=np.intp)
+                value_rows = [data.rows]
+            else:
+                index = {v: i for i, v in enumerate(column.distinct)}
+                value_codes = np.fromiter(
+                    map(index.__getitem__, column.values), dtype=np.intp, count=data.rows
+                )
+                value_rows = np.bincount(value_codes, minlength=len(column.distinct)).tolist()
+            for i, value in enumerate(column.distinct):
+                if not value:
+                    targets[i] = -1
+                    continue
+                label = self._slice_label(window, column.name, value, value_rows[i])
+                targets[i] = label_index.setdefault(label, len(labels))
+                if targets[i] == len(labels):
+                    labels.append(label)
+            if not labels:
+                continue
+            row_targets = targets[value_codes]
+            codes = np.where(row_targets >= 0, bucket_codes * len(labels) + row_targets, -1)
+            for code, idx in _groups(codes, len(buckets) * len(labels)):
+                self._feed(buckets[code // len(labels)], data, idx, [labels[code % len(labels)]])
+
+    def _slice_label(self, window: _Window, attr: str, value: str, rows: int) -> str:
+        """``attr=value``, or ``attr=__other__`` once the attribute has its fill of values."""
+        admitted = window.slice_values.setdefault(attr, set())
+        if value not in admitted:
+            if len(admitted) >= self._settings.max_slice_values:
+                self._counts["slice_values_folded"] += rows
+                return f"{attr}={OTHER}"
+            admitted.add(value)
+        return f"{attr}={value}"
+
+    def _bucket(self, window: _Window, start: int) -> _Bucket:
+        bucket = window.buckets.get(start)
+        if bucket is None:
+            writer = self.writer
+            if window.horizon is not None and start < window.horizon:
+                # This bucket may have been flushed and dropped: never overwrite that partial.
+                self._late += 1
+                writer = f"{self.writer}{_LATE}{self._late}"
+            bucket = window.buckets[start] = _Bucket(writer)
+        return bucket
+
+    def _feed(self, bucket: _Bucket, data: DecodedBatch, idx: _Index | None, slices: Sequence[str]) -> None:
+        """Add the rows ``idx`` (None: all) of every signal to the series of each slice."""
+        states, dirty, version = bucket.states, bucket.dirty, data.version
+        numeric = data.numeric if idx is None else data.numeric[:, idx]
+        compression = self._settings.compression
+        for label in slices:
+            for i, (kind, name) in enumerate(data.numeric_signals):
+                key = (version, label, kind, name)
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = NumericState(compression)
+                state.add(numeric[i])
+                dirty.add(key)
+        if not data.categorical:
+            return
+        rows = None if idx is None else idx.tolist()
+        capacity = self._settings.categorical_capacity
+        for kind, name, values in data.categorical:
+            chosen = values if rows is None else [values[j] for j in rows]
+            for label in slices:
+                key = (version, label, kind, name)
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = CategoricalState(capacity)
+                state.add(chosen)
+                dirty.add(key)
+
+    # -- flush -----------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write every series changed since the last flush to the store (the
+        bucket's cumulative state, so repeating is harmless); return the series
+        written. Blocking: async callers use ``asyncio.to_thread``.
+
+        If the store fails, the changed state is kept for the next flush and the
+        first error is raised after every (model, environment) was tried.
+        """
+        with self._flush_lock:
+            work: list[tuple[str, str, list[Partial], list[tuple[_Bucket, set[_Key]]]]] = []
+            with self._lock:
+                for (model, environment), window in self._windows.items():
+                    partials: list[Partial] = []
+                    taken: list[tuple[_Bucket, set[_Key]]] = []
+                    for start, bucket in window.buckets.items():
+                        if not bucket.dirty:
+                            continue
+                        series = {
+                            SeriesId(*key).encode(): bucket.states[key].encode() for key in bucket.dirty
+                        }
+                        partials.append(Partial(start, bucket.writer, series))
+                        taken.append((bucket, bucket.dirty))
+                        bucket.dirty = set()
+                    if partials:
+                        work.append((model, environment, partials, taken))
+
+            written = 0
+            error: Exception | None = None
+            for model, environment, partials, taken in work:
+                try:
+                    self._store.write_partials(
+                        model, environment, partials, ttl_seconds=self._settings.retention_seconds
+                    )
+                except Exception as err:  # keep everything whatever went wrong, then report
+                    with self._lock:
+                        for bucket, keys in taken:
+                            bucket.dirty |= keys
+                        self._counts["flush_failures"] += 1
+                    error = error or err
+                    continue
+                written += sum(len(p.series) for p in partials)
+
+            with self._lock:
+                self._counts["flushes"] += 1
+                self._counts["series_flushed"] += written
+                self._evict()
+            if error is not None:
+                raise error
+            return written
+
+    def _evict(self) -> None:
+        """Drop flushed buckets behind the newest by more than the margin, and any past retention."""
+        width = self._settings.bucket_seconds
+        expired = math.floor(self._clock() - self._settings.retention_seconds)
+        for window in self._windows.values():
+            if window.newest is None:
+                continue
+            cutoff = max(window.newest - _KEEP_BUCKETS * width, expired)
+            if window.horizon is not None and cutoff <= window.horizon:
+                cutoff = window.horizon
+            window.horizon = cutoff
+            for start in [s for s, b in window.buckets.items() if s < cutoff and not b.dirty]:
+                del window.buckets[start]
+
+    # -- queries ---------------------------------------------------------------
+
+    def read(
+        self,
+        model: str,
+        environment: str,
+        start: float,
+        end: float,
+        versions: Sequence[str] = (),
+    ) -> WindowData:
+        """Merge every writer's stored partials of the buckets starting in
+        [floor(start), end). Flush first to include this sidecar's latest data.
+
+        Without ``versions`` all versions are merged under version ``"*"``.
+        With ``versions`` only those are read, merged under ``"*"`` when more
+        than one is listed, else kept under the one version.
+        """
+        wanted = frozenset(versions)
+        merged_as = next(iter(wanted)) if len(wanted) == 1 else ALL_TRAFFIC
+        blobs: dict[SeriesId, list[bytes]] = {}
+        present: set[str] = set()
+        writers: set[str] = set()
+        first, last = math.floor(start), math.ceil(end)
+        partials = self._store.read_partials(model, environment, first, last) if first < last else []
+        for partial in partials:
+            used = False
+            for text, blob in partial.series.items():
+                sid = SeriesId.parse(text)
+                if wanted and sid.version not in wanted:
+                    continue
+                present.add(sid.version)
+                used = True
+                target = SeriesId(merged_as, sid.slice, sid.kind, sid.signal)
+                blobs.setdefault(target, []).append(blob)
+            if used:
+                writers.add(_LATE_SUFFIX.sub("", partial.writer))
+        series = {sid: merge_encoded(parts) for sid, parts in sorted(blobs.items())}
+        return WindowData(
+            model=model,
+            environment=environment,
+            start=start,
+            end=end,
+            versions=tuple(sorted(present)),
+            writers=tuple(sorted(writers)),
+            series=series,
+        )
+
+    def fingerprint(self, model: str, environment: str) -> pb.Fingerprint | None:
+        """The latest fingerprint ingested for (model, environment), or None."""
+        with self._lock:
+            window = self._windows.get((model, environment))
+            if window is None or window.fingerprint is None:
+                return None
+            copy = pb.Fingerprint()
+            copy.CopyFrom(window.fingerprint)
+            return copy
+
+    def stats(self) -> dict[str, int]:
+        """Counters: batches/records accepted and rejected, slice values folded
+        (rows that went to ``__other__``), flushes, and what is in memory."""
+        with self._lock:
+            counts = dict(self._counts)
+            counts["series_in_memory"] = sum(
+                len(b.states) for w in self._windows.values() for b in w.buckets.values()
+            )
+            counts["buckets_in_memory"] = sum(len(w.buckets) for w in self._windows.values())
+            counts["series_dirty"] = sum(
+                len(b.dirty) for w in self._windows.values() for b in w.buckets.values()
+            )
+        return counts

@@ -1,0 +1,538 @@
+"""The Store contract: every store (SQLite in memory, SQLite file, real Redis) passes it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sidecar.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from sidecar.records import AuditDraft, BaselineRecord, Partial, PointerState, Status
+from sidecar.stores import RedisStore, SQLiteStore, Store
+
+
+class FakeClock:
+    """Unix seconds that move only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Backend:
+    """A fresh store, plus what the contract needs to reopen it and let time pass."""
+
+    kind: str
+    store: Store
+    reopen: Callable[[], Store] | None
+    advance: Callable[[float], None]
+
+
+def _sqlite(path: str, clock: FakeClock) -> Backend:
+    def reopen() -> Store:
+        return SQLiteStore(path, clock=clock)
+
+    def advance(seconds: float) -> None:
+        clock.now += seconds
+
+    return Backend(
+        "sqlite", SQLiteStore(path, clock=clock), None if path == ":memory:" else reopen, advance
+    )
+
+
+@pytest.fixture(
+    params=["sqlite-memory", "sqlite-file", pytest.param("redis", marks=pytest.mark.redis)]
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    opened: list[Store] = []
+    if request.param == "sqlite-memory":
+        made = _sqlite(":memory:", FakeClock())
+    elif request.param == "sqlite-file":
+        made = _sqlite(str(tmp_path / "store.db"), FakeClock())
+    else:
+        url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("redis_prefix")
+
+        def reopen() -> Store:
+            return RedisStore(url, prefix=prefix)  # a new client on the same keys
+
+        made = Backend("redis", RedisStore(url, prefix=prefix), reopen, time.sleep)
+    if made.reopen is not None:
+        first_reopen = made.reopen
+
+        def tracked() -> Store:
+            store = first_reopen()
+            opened.append(store)
+            return store
+
+        made.reopen = tracked
+    opened.append(made.store)
+    yield made
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Store:
+    return backend.store
+
+
+def rec(
+    baseline_id: str,
+    name: str,
+    *,
+    model: str = "fraud",
+    environment: str = "prod",
+    created_at: float = 100.0,
+) -> BaselineRecord:
+    return BaselineRecord(
+        id=baseline_id,
+        model=model,
+        environment=environment,
+        name=name,
+        reason="weekly freeze",
+        created_by="alice",
+        created_at=created_at,
+        window_start=0.0,
+        window_end=3600.0,
+        versions=("v1", "v2"),
+        fingerprint={"numpy": "2.1.0"},
+        fingerprint_hash="abc123",
+        series_count=2,
+        record_count=50_000,
+        labels={"team": "risk"},
+    )
+
+
+def draft(
+    action: str,
+    target: str,
+    *,
+    model: str = "fraud",
+    environment: str = "prod",
+    at: float = 100.0,
+) -> AuditDraft:
+    return AuditDraft(
+        time=at,
+        actor="alice",
+        action=action,
+        model=model,
+        environment=environment,
+        target=target,
+        reason=f"{action} {target}",
+        before={"active": None},
+        after={"active": target, "n": 1},
+    )
+
+
+def freeze(store: Store, baseline_id: str, name: str, **kw: object) -> None:
+    record = rec(baseline_id, name, **kw)  # type: ignore[arg-type]
+    store.create_baseline(
+        record,
+        {"s1": b"\x00\x01state", "s2": b"\xff" * 10},
+        draft("freeze", baseline_id, model=record.model, environment=record.environment),
+    )
+
+
+# -- windows -----------------------------------------------------------------------
+
+
+def test_partials_read_back_by_bucket_then_writer(store: Store) -> None:
+    store.write_partials(
+        "fraud",
+        "prod",
+        [
+            Partial(120, "writer-b", {"lat": b"b120"}),
+            Partial(60, "writer-b", {"lat": b"b60", "score": b"\x00\xff"}),
+            Partial(60, "writer-a", {"lat": b"a60"}),
+        ],
+        ttl_seconds=3600,
+    )
+    got = store.read_partials("fraud", "prod", 0, 1000)
+    assert [(p.bucket, p.writer) for p in got] == [
+        (60, "writer-a"),
+        (60, "writer-b"),
+        (120, "writer-b"),
+    ]
+    assert dict(got[1].series) == {"lat": b"b60", "score": b"\x00\xff"}
+
+
+def test_rewrite_replaces_named_series_and_keeps_the_rest(store: Store) -> None:
+    store.write_partials(
+        "fraud", "prod", [Partial(60, "w", {"a": b"1", "b": b"1"})], ttl_seconds=3600
+    )
+    store.write_partials("fraud", "prod", [Partial(60, "w", {"a": b"2"})], ttl_seconds=3600)
+    first = store.read_partials("fraud", "prod", 0, 1000)
+    # writers send cumulative state: the same flush again changes nothing
+    store.write_partials("fraud", "prod", [Partial(60, "w", {"a": b"2"})], ttl_seconds=3600)
+    assert store.read_partials("fraud", "prod", 0, 1000) == first
+    assert len(first) == 1 and dict(first[0].series) == {"a": b"2", "b": b"1"}
+
+
+def test_read_range_is_half_open_and_scoped(store: Store) -> None:
+    for bucket in (0, 60, 120):
+        store.write_partials(
+            "fraud", "prod", [Partial(bucket, "w", {"x": str(bucket).encode()})], ttl_seconds=3600
+        )
+    store.write_partials("fraud", "staging", [Partial(60, "w", {"x": b"s"})], ttl_seconds=3600)
+    store.write_partials("churn", "prod", [Partial(60, "w", {"x": b"c"})], ttl_seconds=3600)
+    assert [p.bucket for p in store.read_partials("fraud", "prod", 60, 120)] == [60]
+    assert [p.bucket for p in store.read_partials("fraud", "prod", 0, 121)] == [0, 60, 120]
+    assert store.read_partials("fraud", "prod", 121, 200) == []
+    assert store.read_partials("fraud", "prod", 60, 61)[0].series == {"x": b"60"}
+    assert store.read_partials("fraud", "staging", 0, 1000)[0].series == {"x": b"s"}
+    assert store.read_partials("nobody", "prod", 0, 1000) == []
+
+
+def test_list_windows_is_sorted_and_names_with_braces_stay_apart(store: Store) -> None:
+    assert store.list_windows() == []
+    for model, env in [("zeta", "prod"), ("a{b}:c", "prod"), ("a", "prod"), ("a", "dev")]:
+        store.write_partials(model, env, [Partial(0, "w", {"x": model.encode()})], ttl_seconds=60)
+    assert store.list_windows() == [
+        ("a", "dev"),
+        ("a", "prod"),
+        ("a{b}:c", "prod"),
+        ("zeta", "prod"),
+    ]
+    assert store.read_partials("a{b}:c", "prod", 0, 1)[0].series == {"x": b"a{b}:c"}
+    assert store.read_partials("a", "prod", 0, 1)[0].series == {"x": b"a"}
+
+
+def test_expired_buckets_are_not_returned(backend: Backend) -> None:
+    store = backend.store
+    store.write_partials("fraud", "prod", [Partial(0, "w", {"old": b"1"})], ttl_seconds=1)
+    store.write_partials("fraud", "prod", [Partial(60, "w", {"kept": b"1"})], ttl_seconds=60)
+    store.write_partials("churn", "prod", [Partial(0, "w", {"x": b"1"})], ttl_seconds=1)
+    backend.advance(1.3)  # real time for Redis, a fake clock for SQLite
+    assert [p.bucket for p in store.read_partials("fraud", "prod", 0, 1000)] == [60]
+    assert store.list_windows() == [("fraud", "prod")]
+    # a new write to an expired bucket starts it afresh: the old series stay gone
+    store.write_partials("fraud", "prod", [Partial(0, "w", {"new": b"2"})], ttl_seconds=60)
+    assert store.read_partials("fraud", "prod", 0, 1)[0].series == {"new": b"2"}
+
+
+def test_bad_scope_and_ttl_are_refused(store: Store) -> None:
+    with pytest.raises(InvalidInput, match="model"):
+        store.write_partials("", "prod", [Partial(0, "w", {"x": b"1"})], ttl_seconds=60)
+    with pytest.raises(InvalidInput, match="ttl"):
+        store.write_partials("fraud", "prod", [Partial(0, "w", {"x": b"1"})], ttl_seconds=0)
+    with pytest.raises(InvalidInput, match="model"):
+        store.create_baseline(rec("b1", "n", model=""), {}, draft("freeze", "b1", model=""))
+    assert store.list_windows() == []
+    assert store.list_baselines() == []
+
+
+# -- baselines ---------------------------------------------------------------------
+
+
+def test_create_get_find_baseline(store: Store) -> None:
+    record = rec("b1", "monday")
+    entry = store.create_baseline(record, {"s1": b"\x00abc", "s2": b""}, draft("freeze", "b1"))
+    assert entry.seq >= 1 and entry.action == "freeze" and entry.target == "b1"
+    assert store.get_baseline("b1") == record
+    assert store.find_baseline("fraud", "prod", "monday") == record
+    assert store.get_baseline_series("b1") == {"s1": b"\x00abc", "s2": b""}
+    assert store.list_audit() == [entry]
+
+
+def test_baseline_without_series(store: Store) -> None:
+    store.create_baseline(rec("empty", "nothing"), {}, draft("freeze", "empty"))
+    assert store.get_baseline_series("empty") == {}
+    assert store.get_baseline("empty").name == "nothing"
+
+
+def test_list_baselines_order_and_filters(store: Store) -> None:
+    freeze(store, "b3", "third", created_at=300.0)
+    freeze(store, "b2", "second", created_at=200.0)
+    freeze(store, "b1", "first", created_at=200.0)  # tie on time: ordered by id
+    freeze(store, "s1", "staging", environment="staging", created_at=50.0)
+    freeze(store, "c1", "churn", model="churn", created_at=250.0)
+    assert [r.id for r in store.list_baselines()] == ["s1", "b1", "b2", "c1", "b3"]
+    assert [r.id for r in store.list_baselines(model="fraud")] == ["s1", "b1", "b2", "b3"]
+    assert [r.id for r in store.list_baselines(model="fraud", environment="prod")] == [
+        "b1",
+        "b2",
+        "b3",
+    ]
+    assert [r.id for r in store.list_baselines(environment="staging")] == ["s1"]
+    assert store.list_baselines(model="nobody") == []
+    assert [r.id for r in store.list_baselines(status=Status.CANDIDATE)] == [
+        "s1",
+        "b1",
+        "b2",
+        "c1",
+        "b3",
+    ]
+    assert store.list_baselines(status=Status.ACTIVE) == []
+
+
+def test_duplicate_id_is_refused_and_writes_nothing(store: Store) -> None:
+    freeze(store, "b1", "monday")
+    before = (store.list_baselines(), store.list_audit())
+    with pytest.raises(AlreadyExists, match="b1"):
+        store.create_baseline(rec("b1", "tuesday"), {"other": b"x"}, draft("freeze", "b1"))
+    assert (store.list_baselines(), store.list_audit()) == before
+    assert store.get_baseline_series("b1") == {"s1": b"\x00\x01state", "s2": b"\xff" * 10}
+    with pytest.raises(NotFound):
+        store.find_baseline("fraud", "prod", "tuesday")
+
+
+def test_duplicate_name_is_refused_and_writes_nothing(store: Store) -> None:
+    freeze(store, "b1", "monday")
+    before = (store.list_baselines(), store.list_audit())
+    with pytest.raises(AlreadyExists, match="monday"):
+        store.create_baseline(rec("b2", "monday"), {"x": b"x"}, draft("freeze", "b2"))
+    assert (store.list_baselines(), store.list_audit()) == before
+    with pytest.raises(NotFound):
+        store.get_baseline("b2")
+    with pytest.raises(NotFound):
+        store.get_baseline_series("b2")
+    assert store.find_baseline("fraud", "prod", "monday").id == "b1"
+    # the same name is free in another environment and another model, and so is b2
+    freeze(store, "b2", "monday", environment="staging")
+    freeze(store, "b3", "monday", model="churn")
+    assert len(store.list_baselines()) == 3
+
+
+def test_unknown_baselines_are_not_found(store: Store) -> None:
+    freeze(store, "b1", "monday")
+    with pytest.raises(NotFound, match="nope"):
+        store.get_baseline("nope")
+    with pytest.raises(NotFound, match="nope"):
+        store.get_baseline_series("nope")
+    with pytest.raises(NotFound, match="sunday"):
+        store.find_baseline("fraud", "prod", "sunday")
+    with pytest.raises(NotFound):
+        store.find_baseline("fraud", "staging", "monday")
+
+
+# -- active pointer ----------------------------------------------------------------
+
+
+def test_pointer_starts_empty(store: Store) -> None:
+    assert store.get_pointer("fraud", "prod") == PointerState()
+
+
+def test_cas_pointer_moves_pointer_statuses_and_appends_audit(store: Store) -> None:
+    freeze(store, "b1", "monday")
+    freeze(store, "b2", "tuesday", created_at=200.0)
+    state, entry = store.cas_pointer(
+        "fraud",
+        "prod",
+        expected_revision=0,
+        active="b1",
+        history=(),
+        status_changes={"b1": Status.ACTIVE},
+        audit=draft("promote", "b1", at=300.0),
+    )
+    assert state == PointerState("b1", (), 1)
+    assert store.get_pointer("fraud", "prod") == state
+    assert store.get_baseline("b1").status is Status.ACTIVE
+    state, entry2 = store.cas_pointer(
+        "fraud",
+        "prod",
+        expected_revision=1,
+        active="b2",
+        history=("b1",),
+        status_changes={"b1": Status.CANDIDATE, "b2": Status.ACTIVE},
+        audit=draft("promote", "b2", at=400.0),
+    )
+    assert state == PointerState("b2", ("b1",), 2)
+    assert store.get_pointer("fraud", "prod") == state
+    assert [r.status for r in store.list_baselines()] == [Status.CANDIDATE, Status.ACTIVE]
+    assert [r.id for r in store.list_baselines(status=Status.ACTIVE)] == ["b2"]
+    assert entry.seq < entry2.seq
+    assert store.list_audit(limit=2) == [entry, entry2]
+    # clearing the pointer works too; other environments are untouched
+    state, _ = store.cas_pointer(
+        "fraud",
+        "prod",
+        expected_revision=2,
+        active=None,
+        history=("b1", "b2"),
+        status_changes={"b2": Status.RETIRED},
+        audit=draft("retire", "b2", at=500.0),
+    )
+    assert store.get_pointer("fraud", "prod") == PointerState(None, ("b1", "b2"), 3)
+    assert store.get_baseline("b2").status is Status.RETIRED
+    assert store.get_pointer("fraud", "staging") == PointerState()
+
+
+def test_stale_revision_conflicts_and_changes_nothing(store: Store) -> None:
+    freeze(store, "b1", "monday")
+    freeze(store, "b2", "tuesday")
+    store.cas_pointer(
+        "fraud",
+        "prod",
+        expected_revision=0,
+        active="b1",
+        history=(),
+        status_changes={"b1": Status.ACTIVE},
+        audit=draft("promote", "b1"),
+    )
+    before = (store.get_pointer("fraud", "prod"), store.list_baselines(), store.list_audit())
+    for stale in (0, 2):
+        with pytest.raises(Conflict, match="revision 1"):
+            store.cas_pointer(
+                "fraud",
+                "prod",
+                expected_revision=stale,
+                active="b2",
+                history=("b1",),
+                status_changes={"b2": Status.ACTIVE, "b1": Status.CANDIDATE},
+                audit=draft("promote", "b2"),
+            )
+    assert (
+        store.get_pointer("fraud", "prod"),
+        store.list_baselines(),
+        store.list_audit(),
+    ) == before
+
+
+def test_cas_pointer_with_unknown_baseline_is_not_found(store: Store) -> None:
+    freeze(store, "b1", "monday")
+    freeze(store, "c1", "other model", model="churn")
+    cases: list[tuple[str | None, dict[str, Status]]] = [
+        ("ghost", {}),
+        ("b1", {"ghost": Status.RETIRED}),
+        ("c1", {}),  # exists, but belongs to another model
+    ]
+    for active, changes in cases:
+        with pytest.raises(NotFound):
+            store.cas_pointer(
+                "fraud",
+                "prod",
+                expected_revision=0,
+                active=active,
+                history=(),
+                status_changes=changes,
+                audit=draft("promote", str(active)),
+            )
+    assert store.get_pointer("fraud", "prod") == PointerState()
+    assert [e.action for e in store.list_audit()] == ["freeze", "freeze"]
+    assert store.get_baseline("b1").status is Status.CANDIDATE
+
+
+def _race(store: Store, revision: int) -> list[str]:
+    """Two threads promote different baselines from the same revision at once."""
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def promote(target: str) -> None:
+        barrier.wait()
+        try:
+            store.cas_pointer(
+                "fraud",
+                "prod",
+                expected_revision=revision,
+                active=target,
+                history=(),
+                status_changes={target: Status.ACTIVE},
+                audit=draft("promote", target),
+            )
+            outcomes.append("won")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=promote, args=(t,)) for t in ("b1", "b2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return sorted(outcomes)
+
+
+def test_racing_cas_pointer_has_exactly_one_winner(store: Store) -> None:
+    freeze(store, "b1", "monday")
+    freeze(store, "b2", "tuesday")
+    for revision in range(4):
+        assert _race(store, revision) == ["conflict", "won"]
+        assert store.get_pointer("fraud", "prod").revision == revision + 1
+    assert [e.action for e in store.list_audit()].count("promote") == 4
+
+
+# -- audit -------------------------------------------------------------------------
+
+
+def test_audit_order_limit_and_filters(store: Store) -> None:
+    at = 1000.0
+    appended = []
+    for model, env in [("fraud", "prod"), ("churn", "prod"), ("fraud", "dev"), ("fraud", "prod")]:
+        at += 10
+        bid = f"{model}-{env}-{at:.0f}"
+        appended.append(
+            store.create_baseline(
+                rec(bid, bid, model=model, environment=env, created_at=at),
+                {"s": b"x"},
+                draft("freeze", bid, model=model, environment=env, at=at),
+            )
+        )
+    assert store.list_audit() == appended
+    assert store.list_audit(limit=2) == appended[2:]
+    assert store.list_audit(model="fraud") == [appended[0], appended[2], appended[3]]
+    assert store.list_audit(model="fraud", environment="prod") == [appended[0], appended[3]]
+    assert store.list_audit(model="fraud", environment="prod", limit=1) == [appended[3]]
+    assert store.list_audit(environment="prod") == [appended[0], appended[1], appended[3]]
+    assert store.list_audit(model="nobody") == []
+    assert store.list_audit(limit=0) == []
+    fraud = store.list_audit(model="fraud")
+    assert [e.seq for e in fraud] == sorted({e.seq for e in fraud})
+    assert appended[0].before == {"active": None} and appended[0].after["n"] == 1
+
+
+def test_audit_limit_pages_past_other_environments(store: Store) -> None:
+    # many newer entries of another environment must not hide the older ones asked for
+    freeze(store, "p1", "prod-1")
+    for i in range(150):
+        freeze(store, f"d{i}", f"dev-{i}", environment="dev")
+    assert [e.target for e in store.list_audit(model="fraud", environment="prod")] == ["p1"]
+    assert len(store.list_audit(model="fraud", limit=1000)) == 151
+
+
+# -- persistence -------------------------------------------------------------------
+
+
+def test_everything_survives_reopening(backend: Backend) -> None:
+    if backend.reopen is None:
+        pytest.skip("an in-memory SQLite database does not outlive its store")
+    store = backend.store
+    freeze(store, "b1", "monday")
+    store.cas_pointer(
+        "fraud",
+        "prod",
+        expected_revision=0,
+        active="b1",
+        history=(),
+        status_changes={"b1": Status.ACTIVE},
+        audit=draft("promote", "b1"),
+    )
+    store.write_partials("fraud", "prod", [Partial(60, "w", {"x": b"1"})], ttl_seconds=3600)
+    expected = (
+        store.list_baselines(),
+        store.get_baseline_series("b1"),
+        store.get_pointer("fraud", "prod"),
+        store.list_audit(),
+        store.read_partials("fraud", "prod", 0, 1000),
+        store.list_windows(),
+    )
+    store.close()
+    again = backend.reopen()
+    assert (
+        again.list_baselines(),
+        again.get_baseline_series("b1"),
+        again.get_pointer("fraud", "prod"),
+        again.list_audit(),
+        again.read_partials("fraud", "prod", 0, 1000),
+        again.list_windows(),
+    ) == expected
+    assert expected[2].active == "b1" and len(expected[3]) == 2
+    # numbering goes on after the reopen
+    entry = again.create_baseline(rec("b2", "tuesday"), {}, draft("freeze", "b2"))
+    assert entry.seq > expected[3][-1].seq
