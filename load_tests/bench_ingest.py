@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +28,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
 
 import fastdigest  # noqa: E402
 import numpy as np  # noqa: E402
-
 from baselined.v1 import baselined_pb2 as pb  # noqa: E402
+
 from sidecar.ingest import decode_batch  # noqa: E402
 from sidecar.settings import Settings  # noqa: E402
 from sidecar.stores import SQLiteStore  # noqa: E402
@@ -48,7 +48,11 @@ def make_batches(count: int, *, seed: int = 7, slices: bool = True) -> list[pb.S
     out = []
     for b in range(count):
         batch = pb.SampleBatch(
-            model="fraud", version="v7", environment="prod", instance="pod-1:123", fingerprint=fingerprint
+            model="fraud",
+            version="v7",
+            environment="prod",
+            instance="pod-1:123",
+            fingerprint=fingerprint,
         )
         # About 2,000 records/s of traffic: a batch covers 0.25 s.
         batch.timestamps.extend((T0 + b * 0.25 + np.sort(rng.uniform(0, 0.25, ROWS))).tolist())
@@ -58,20 +62,30 @@ def make_batches(count: int, *, seed: int = 7, slices: bool = True) -> list[pb.S
             elif f % 3 == 1:
                 values = rng.lognormal(0.0, 0.5, ROWS)
             else:
-                values = np.where(rng.random(ROWS) < 0.3, rng.normal(-2, 0.5, ROWS), rng.normal(3, 1, ROWS))
+                values = np.where(
+                    rng.random(ROWS) < 0.3, rng.normal(-2, 0.5, ROWS), rng.normal(3, 1, ROWS)
+                )
             values[rng.random(ROWS) < 0.01] = np.nan
             batch.numeric.add(name=f"f{f:02d}", kind=pb.SIGNAL_KIND_FEATURE, values=values.tolist())
         batch.numeric.add(
-            name="latency_seconds", kind=pb.SIGNAL_KIND_LATENCY, values=rng.lognormal(-4, 0.6, ROWS).tolist()
+            name="latency_seconds",
+            kind=pb.SIGNAL_KIND_LATENCY,
+            values=rng.lognormal(-4, 0.6, ROWS).tolist(),
         )
         batch.numeric.add(
-            name="thread_cpu_seconds", kind=pb.SIGNAL_KIND_RESOURCE, values=rng.gamma(2.0, 0.002, ROWS).tolist()
+            name="thread_cpu_seconds",
+            kind=pb.SIGNAL_KIND_RESOURCE,
+            values=rng.gamma(2.0, 0.002, ROWS).tolist(),
         )
         batch.numeric.add(
-            name="error", kind=pb.SIGNAL_KIND_ERROR, values=(rng.random(ROWS) < 0.01).astype(float).tolist()
+            name="error",
+            kind=pb.SIGNAL_KIND_ERROR,
+            values=(rng.random(ROWS) < 0.01).astype(float).tolist(),
         )
         if slices:
-            batch.slices.add(name="region", values=[REGIONS[i] for i in rng.integers(0, len(REGIONS), ROWS)])
+            batch.slices.add(
+                name="region", values=[REGIONS[i] for i in rng.integers(0, len(REGIONS), ROWS)]
+            )
         out.append(pb.SampleBatch.FromString(batch.SerializeToString()))
     return out
 
@@ -103,20 +117,27 @@ def bare(batches: list[pb.SampleBatch]) -> None:
     for batch in batches:
         for digest, col in zip(digests, batch.numeric, strict=True):
             values = np.asarray(col.values, dtype=np.float64)
-            digest.batch_update(memoryview(np.ascontiguousarray(values[np.isfinite(values)])))
+            digest.batch_update(np.ascontiguousarray(values[np.isfinite(values)]).data)
 
 
 def in_process(batches: list[pb.SampleBatch], repeat: int) -> None:
     records = len(batches) * ROWS
-    print(f"in process, {len(batches)} batches x {ROWS} rows x {len(batches[0].numeric)} numeric signals")
-    print(f"  bare fastdigest (1 digest/col)  {rate(records, timed(lambda: bare(batches), repeat))}")
+    print(
+        f"in process, {len(batches)} batches x {ROWS} rows"
+        f" x {len(batches[0].numeric)} numeric signals"
+    )
+    print(
+        f"  bare fastdigest (1 digest/col)  {rate(records, timed(lambda: bare(batches), repeat))}"
+    )
     s = settings()
     print(
         f"  decode_batch only               "
-        f"{rate(records, timed(lambda: [decode_batch(b, s, now=clock()) for b in batches], repeat))}"
+        f"{rate(records, timed(lambda: [decode_batch(b, s, now=clock()) for b in batches], repeat))}"  # noqa: E501
     )
-    for label, data in (("Windows.ingest, no slices      ", make_batches(len(batches), slices=False)),
-                        ("Windows.ingest, region slice   ", batches)):
+    for label, data in (
+        ("Windows.ingest, no slices      ", make_batches(len(batches), slices=False)),
+        ("Windows.ingest, region slice   ", batches),
+    ):
         times: list[float] = []
         flushes: list[float] = []
         written = 0
@@ -137,53 +158,71 @@ def in_process(batches: list[pb.SampleBatch], repeat: int) -> None:
         )
 
 
-def over_grpc(batches: list[pb.SampleBatch], repeat: int) -> None:
-    """A real sidecar in this process (one core); the client streams from a thread pinned elsewhere."""
-    import grpc
+def over_grpc(batches: list[pb.SampleBatch], repeat: int, *, slices: bool) -> None:
+    """A real sidecar in this process on core 0; a client process on core 1 streams.
 
-    from baselined.v1 import baselined_pb2_grpc as pb_grpc
+    Reports wall-clock records/s and records per second of sidecar CPU (the
+    "per core" figure: what one core of sidecar time ingests end to end).
+    """
     from sidecar.server import Sidecar
 
     records = len(batches) * ROWS
-    payload = [b.SerializeToString() for b in batches]
-    print(f"end to end over gRPC (client stream of {len(batches)} batches, sidecar on SQLite :memory:)")
+    what = "region slice" if slices else "no slices"
+    print(
+        f"end to end over gRPC, {what} (Ingest stream of {len(batches)} batches"
+        " from another process, sidecar on SQLite :memory:)"
+    )
 
-    async def main() -> list[float]:
-        sidecar = Sidecar(
-            settings().replace(listen="127.0.0.1:0", store=":memory:"), clock=clock
-        )
+    async def main() -> tuple[list[float], list[float]]:
+        sidecar = Sidecar(settings().replace(listen="127.0.0.1:0", store=":memory:"), clock=clock)
         await sidecar.start()
+        walls, cpus = [], []
         try:
-            times = []
             for _ in range(repeat):
-                times.append(await asyncio.to_thread(stream, sidecar.address))
-            stats = sidecar.windows.stats()
-            assert stats["records_accepted"] == records * repeat, stats
-            return times
+                cpu = time.process_time()
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    __file__,
+                    "--client",
+                    sidecar.address,
+                    "--batches",
+                    str(len(batches)),
+                    *([] if slices else ["--no-slices"]),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                out, _ = await child.communicate()
+                cpus.append(time.process_time() - cpu)
+                walls.append(float(out.decode().strip()))
+            accepted = sidecar.windows.stats()["records_accepted"]
+            assert accepted == records * repeat, accepted
         finally:
             await sidecar.stop(1.0)
+        return walls, cpus
 
-    def stream(address: str) -> float:
-        with grpc.insecure_channel(address) as channel:
-            call = channel.stream_unary(
-                "/baselined.v1.Ingest/Ingest",
-                request_serializer=lambda raw: raw,
-                response_deserializer=pb.IngestResponse.FromString,
-            )
-            grpc.channel_ready_future(channel).result(timeout=10)
+    walls, cpus = asyncio.run(main())
+    print(f"  Ingest stream, wall clock       {rate(records, walls)}")
+    print(f"  Ingest stream, per sidecar core {rate(records, cpus)}  (per sidecar CPU second)")
 
-            def requests() -> Iterator[bytes]:
-                yield from payload
 
-            started = time.perf_counter()
-            response = call(requests())
-            elapsed = time.perf_counter() - started
-            assert response.records_accepted == records, response
-            return elapsed
+def client(address: str, count: int, *, slices: bool) -> None:
+    """Child process: stream ``count`` batches once, print the seconds it took."""
+    import grpc
 
-    times = asyncio.run(main())
-    print(f"  Ingest stream                   {rate(records, times)}")
-    del pb_grpc
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {1})
+    payload = [b.SerializeToString() for b in make_batches(count, slices=slices)]
+    with grpc.insecure_channel(address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        call = channel.stream_unary(
+            "/baselined.v1.Ingest/Ingest",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.IngestResponse.FromString,
+        )
+        started = time.perf_counter()
+        response = call(iter(payload))
+        elapsed = time.perf_counter() - started
+    assert response.records_accepted == count * ROWS, response
+    print(elapsed)
 
 
 def main() -> None:
@@ -191,13 +230,22 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--grpc", action="store_true", help="also measure end to end over gRPC")
+    parser.add_argument(
+        "--no-slices", action="store_true", help="gRPC: only batches without slices"
+    )
+    parser.add_argument("--client", metavar="ADDRESS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client:
+        client(args.client, args.batches, slices=not args.no_slices)
+        return
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {0})  # "per core": one core for everything in process
     batches = make_batches(args.batches)
     in_process(batches, args.repeat)
     if args.grpc:
-        over_grpc(batches, args.repeat)
+        over_grpc(make_batches(args.batches, slices=False), args.repeat, slices=False)
+        if not args.no_slices:
+            over_grpc(batches, args.repeat, slices=True)
 
 
 if __name__ == "__main__":

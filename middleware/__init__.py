@@ -1,0 +1,38 @@
+"""baselined middleware: shadow sampled requests of a model server to the sidecar.
+
+Runs inside the model server and needs only grpcio and protobuf.
+
+>>> import middleware
+>>> @middleware.shadow(model="ranker", sample_rate=0.1, atexit=False)
+... def predict(features):
+...     return {"score": 0.5}
+>>> predict({"age": 41})
+{'score': 0.5}
+"""
+
+from __future__ import annotations
+
+from middleware.client import Client, ClientError
+from middleware.extractors import default_features, default_outputs, from_dict, numpy_rows
+from middleware.fingerprint import Fingerprint, compute_fingerprint, process_fingerprint
+from middleware.sampling import Sampler, sample_by_id
+from middleware.shadow import Shadow, ShadowStats, shadow
+from middleware.shipper import Backoff
+
+__all__ = [
+    "Backoff",
+    "Client",
+    "ClientError",
+    "Fingerprint",
+    "Sampler",
+    "Shadow",
+    "ShadowStats",
+    "compute_fingerprint",
+    "default_features",
+    "default_outputs",
+    "from_dict",
+    "numpy_rows",
+    "process_fingerprint",
+    "sample_by_id",
+    "shadow",
+]

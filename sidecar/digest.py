@@ -283,8 +283,8 @@ def from_tdigest_dict(
     as tdigest allows fractional weights) and tdigest's ``delta``/``K`` do not map
     onto a centroid bound, so ``compression`` sets it. The dict carries no min,
     max or sum: min and max become the extreme centroid means (exact when the
-    extreme centroids hold one value each, as t-digests keep them) and sum is
-    ``sum(m * c)``. Centroids may come in any order; a bad dict gives ValueError.
+    end centroids hold one value each, as the tdigest package's usually do) and
+    sum is ``sum(m * c)``. Centroids may come in any order; a bad dict gives ValueError.
     """
     try:
         raw = data["centroids"]

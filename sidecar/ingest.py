@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
 from baselined.v1 import baselined_pb2 as pb
+
 from sidecar.errors import InvalidInput, TooLarge
 from sidecar.records import ALL_TRAFFIC, Kind
 from sidecar.settings import Settings
@@ -109,16 +109,16 @@ def _kind(what: str, number: int) -> Kind:
 
 def _check_rows(what: str, count: int, rows: int) -> None:
     if count != rows:
-        raise InvalidInput(
-            f"{what} has {count} values, expected {rows} (one per timestamp)"
-        )
+        raise InvalidInput(f"{what} has {count} values, expected {rows} (one per timestamp)")
 
 
 def _check_timestamps(ts: npt.NDArray[np.float64], settings: Settings, now: float) -> None:
     finite = np.isfinite(ts)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        raise InvalidInput(f"timestamp at row {row} is {ts[row]}; timestamps must be finite unix seconds")
+        raise InvalidInput(
+            f"timestamp at row {row} is {ts[row]}; timestamps must be finite unix seconds"
+        )
     latest = now + settings.max_clock_skew
     future = ts > latest
     if future.any():
@@ -148,7 +148,8 @@ def decode_batch(batch: pb.SampleBatch, settings: Settings, *, now: float) -> De
     size = batch.ByteSize()
     if size > settings.max_batch_bytes:
         raise TooLarge(
-            f"batch is {size} bytes, over max_batch_bytes={settings.max_batch_bytes}; send smaller batches"
+            f"batch is {size} bytes, over max_batch_bytes={settings.max_batch_bytes};"
+            " send smaller batches"
         )
     rows = len(batch.timestamps)
     if rows == 0:
@@ -172,7 +173,8 @@ def decode_batch(batch: pb.SampleBatch, settings: Settings, *, now: float) -> De
     check_name("environment", batch.environment)
     if len(batch.request_ids) not in (0, rows):
         raise InvalidInput(
-            f"request_ids has {len(batch.request_ids)} values, expected 0 or {rows} (one per timestamp)"
+            f"request_ids has {len(batch.request_ids)} values,"
+            f" expected 0 or {rows} (one per timestamp)"
         )
 
     seen: dict[tuple[Kind, str], str] = {}
@@ -217,7 +219,8 @@ def decode_batch(batch: pb.SampleBatch, settings: Settings, *, now: float) -> De
         values = list(scol.values)
         distinct = tuple(dict.fromkeys(values))
         for value in distinct:
-            check_name(f"{what} value", value, allow_empty=True)
+            if len(value) > MAX_NAME_LENGTH or _CONTROL.search(value):
+                check_name(f"{what} row {values.index(value)} value", value)
         slices.append(SliceData(scol.name, values, distinct))
     batch_slices = sorted(batch.batch_slices.items())
     for name, value in batch_slices:

@@ -125,22 +125,17 @@ class NumericState:
         arr = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
         if arr.size == 0:
             return
-        # A finite sum proves every value finite; otherwise (NaN, inf, or an
-        # overflowing sum) sort the values out one class at a time.
-        if math.isfinite(np.add.reduce(arr)):
+        finite = np.isfinite(arr)
+        if finite.all():
             self._digest.batch_update(arr.data)
             return
-        finite = np.isfinite(arr)
         n_finite = int(np.count_nonzero(finite))
-        if n_finite != arr.size:
-            nan = int(np.count_nonzero(np.isnan(arr)))
-            pos = int(np.count_nonzero(arr == np.inf))
-            self.missing += nan
-            self.pos_inf += pos
-            self.neg_inf += arr.size - n_finite - nan - pos
-        if n_finite == arr.size:
-            self._digest.batch_update(arr.data)
-        elif n_finite:
+        nan = int(np.count_nonzero(np.isnan(arr)))
+        pos = int(np.count_nonzero(arr == np.inf))
+        self.missing += nan
+        self.pos_inf += pos
+        self.neg_inf += arr.size - n_finite - nan - pos
+        if n_finite:
             self._digest.batch_update(np.ascontiguousarray(arr[finite]).data)
 
     def merge(self, other: NumericState) -> None:

@@ -37,7 +37,7 @@ from sidecar.stores import open_store
 from sidecar.stores.base import Store
 from sidecar.windows import Windows
 
-__all__ = ["SERVICE_NAMES", "Sidecar", "redact_url", "run"]
+__all__ = ["SERVICE_NAMES", "Sidecar", "StartError", "redact_url", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +142,24 @@ class Sidecar:
         if settings.reflection:
             names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
             reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+        unix = settings.listen.startswith("unix:")
+        cause = ""
         try:
             port = server.add_insecure_port(settings.listen)
-        except RuntimeError as err:
-            raise StartError(f"cannot listen on {settings.listen}: {err}") from err
-        if port == 0 and not settings.listen.startswith("unix:"):
+        except RuntimeError as err:  # grpcio raises when nothing could be bound
+            port, cause = 0, str(err)
+        if cause or (port == 0 and not unix):
+            await server.stop(None)
             raise StartError(
                 f"cannot listen on {settings.listen}: the address is in use or invalid"
+                " (choose another with --listen or BASELINED_LISTEN;"
+                f" grpc: {cause or 'no port was bound'})"
             )
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server, self._health = server, health
-        self._port = 0 if settings.listen.startswith("unix:") else port
+        self._port = 0 if unix else port
         self._flusher = asyncio.create_task(self._flush_loop(), name="baselined-flush")
 
     async def _flush_loop(self) -> None:

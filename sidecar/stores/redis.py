@@ -88,7 +88,7 @@ redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[1]), ARGV[2])
 return 1
 """
 
-_LIST_WINDOWS = """#!lua
+_LIST_WINDOWS = """#!lua flags=allow-oom
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -398,7 +398,7 @@ class RedisStore:
             pipe.hget(ids, record.id)
             pipe.sadd(self._models_key(), record.model)
             created, owner, _ = pipe.execute()
-            owner_model = _s(owner)
+            owner_model = record.model if owner is None else _s(owner)
             if owner_model != record.model:
                 meta = f"{self._m(owner_model)}:b:{_q(record.id)}"
                 if self._client.exists(meta):

@@ -1,0 +1,175 @@
+"""``Client``: a small typed client for the sidecar's ``Baselines`` service.
+
+>>> with Client("127.0.0.1:50051") as client:  # doctest: +SKIP
+...     baseline = client.freeze("ranker", "production", name="2024-w1", reason="weekly")
+...     client.promote(baseline.id, reason="looks good")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from baselined.v1 import baselined_pb2 as pb
+from baselined.v1 import baselined_pb2_grpc as pb_grpc
+
+__all__ = ["Client", "ClientError"]
+
+M = TypeVar("M")
+
+
+class ClientError(Exception):
+    """A ``Baselines`` call failed. ``code`` is the ``grpc.StatusCode``; ``details``
+    the server's message."""
+
+    def __init__(self, method: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{method} failed: {code.name}: {details}")
+        self.method = method
+        self.code = code
+        self.details = details
+
+
+class Client:
+    """Query and govern baselines and live windows over gRPC.
+
+    ``target`` is ``host:port`` or ``unix:/path``; ``timeout`` the deadline of
+    each call in seconds. Every method returns the protobuf message of the
+    answer and raises :class:`ClientError` when the call fails.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 10.0,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        if not target and channel is None:
+            raise ValueError("target must not be empty")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        self.target = target
+        self.timeout = timeout
+        self._own_channel = channel is None
+        self._channel = channel if channel is not None else grpc.insecure_channel(target)
+        self._stub: Any = pb_grpc.BaselinesStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def _call(self, method: str, request: Any, _type: Callable[..., M]) -> M:
+        try:
+            response: M = getattr(self._stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+            details = err.details() if hasattr(err, "details") else str(err)
+            raise ClientError(method, code, details or "") from err
+        return response
+
+    def freeze(
+        self,
+        model: str,
+        environment: str,
+        *,
+        name: str,
+        reason: str = "",
+        actor: str = "",
+        start: float = 0.0,
+        end: float = 0.0,
+        versions: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+    ) -> pb.Baseline:
+        """Freeze the window ``[start, end)`` (0 = everything retained / now) into a baseline."""
+        request = pb.FreezeBaselineRequest(
+            model=model,
+            environment=environment,
+            name=name,
+            reason=reason,
+            actor=actor,
+            start=start,
+            end=end,
+            versions=list(versions),
+            labels=dict(labels or {}),
+        )
+        return self._call("FreezeBaseline", request, pb.Baseline)
+
+    def get(
+        self, baseline_id: str, *, quantiles: Sequence[float] = (), top_k: int = 0
+    ) -> pb.BaselineView:
+        """One baseline with its series summaries."""
+        request = pb.GetBaselineRequest(id=baseline_id, quantiles=list(quantiles), top_k=top_k)
+        return self._call("GetBaseline", request, pb.BaselineView)
+
+    def list(
+        self,
+        model: str = "",
+        environment: str = "",
+        *,
+        status: pb.BaselineStatus = pb.BASELINE_STATUS_UNSPECIFIED,
+    ) -> pb.ListBaselinesResponse:
+        """Baselines, optionally of one model, environment and status."""
+        request = pb.ListBaselinesRequest(model=model, environment=environment, status=status)
+        return self._call("ListBaselines", request, pb.ListBaselinesResponse)
+
+    def promote(self, baseline_id: str, *, reason: str = "", actor: str = "") -> pb.Baseline:
+        """Make a baseline the active one of its model and environment."""
+        request = pb.PromoteBaselineRequest(id=baseline_id, reason=reason, actor=actor)
+        return self._call("PromoteBaseline", request, pb.Baseline)
+
+    def rollback(
+        self, model: str, environment: str, *, reason: str = "", actor: str = ""
+    ) -> pb.Baseline:
+        """Make the previously active baseline active again."""
+        request = pb.RollbackBaselineRequest(
+            model=model, environment=environment, reason=reason, actor=actor
+        )
+        return self._call("RollbackBaseline", request, pb.Baseline)
+
+    def retire(self, baseline_id: str, *, reason: str = "", actor: str = "") -> pb.Baseline:
+        """Retire a baseline."""
+        request = pb.RetireBaselineRequest(id=baseline_id, reason=reason, actor=actor)
+        return self._call("RetireBaseline", request, pb.Baseline)
+
+    def active(self, model: str, environment: str) -> pb.Baseline:
+        """The active baseline of (model, environment)."""
+        request = pb.GetActiveBaselineRequest(model=model, environment=environment)
+        return self._call("GetActiveBaseline", request, pb.Baseline)
+
+    def window(
+        self,
+        model: str,
+        environment: str,
+        *,
+        start: float = 0.0,
+        end: float = 0.0,
+        versions: Sequence[str] = (),
+        quantiles: Sequence[float] = (),
+        top_k: int = 0,
+    ) -> pb.WindowView:
+        """Summaries of the live window ``[start, end)``."""
+        request = pb.GetWindowRequest(
+            model=model,
+            environment=environment,
+            start=start,
+            end=end,
+            versions=list(versions),
+            quantiles=list(quantiles),
+            top_k=top_k,
+        )
+        return self._call("GetWindow", request, pb.WindowView)
+
+    def audit(
+        self, model: str = "", environment: str = "", *, limit: int = 0
+    ) -> pb.ListAuditResponse:
+        """The newest audit entries (0 = the server's default limit)."""
+        request = pb.ListAuditRequest(model=model, environment=environment, limit=limit)
+        return self._call("ListAudit", request, pb.ListAuditResponse)
+
+    def close(self) -> None:
+        """Close the channel (when the client opened it)."""
+        if self._own_channel:
+            self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

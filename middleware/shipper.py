@@ -1,0 +1,541 @@
+"""The background shipper: streams columnar batches to the sidecar over gRPC.
+
+One daemon thread per :class:`Shipper` takes full buffers from the
+:class:`~middleware.buffer.Recorder` (and a partial one every
+``flush_interval``), encodes each as a ``SampleBatch`` and writes it to one
+client stream (``Ingest.Ingest``). A client stream only answers when it ends,
+so the stream is rotated (half-closed and replaced) every ``rotate_interval``
+seconds or ``rotate_batches`` batches; its answer confirms how many rows were
+accepted and rejected.
+
+Loss bound: when a stream fails (sidecar down, restarted, or too slow), the
+rows written to it and not yet confirmed are counted as dropped
+(``sidecar_unavailable``): at most one rotation's worth of rows plus the
+streams still closing. Then the shipper reconnects on a fresh channel after an
+exponential backoff with jitter; batches that arrive meanwhile are dropped and
+counted instead of piling up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from baselined.v1 import baselined_pb2 as pb
+from baselined.v1 import baselined_pb2_grpc as pb_grpc
+
+from middleware.buffer import ColumnBuffer, Recorder
+
+__all__ = ["Backoff", "RateLimitedLog", "Shipper"]
+
+logger = logging.getLogger("baselined.middleware")
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Reconnect delays: ``initial * multiplier**attempt``, capped at ``maximum``,
+    then shortened by up to ``jitter`` (a fraction) at random.
+
+    >>> Backoff(initial=0.1, maximum=5.0, jitter=0.0).delay(3, random.Random(0))
+    0.8
+    """
+
+    initial: float = 0.1
+    maximum: float = 5.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before reconnect attempt number ``attempt`` (0-based)."""
+        base = min(self.maximum, self.initial * self.multiplier ** min(attempt, 64))
+        return base * (1.0 - self.jitter * rng.random())
+
+
+class RateLimitedLog:
+    """Logs a warning per key at most once per ``interval`` seconds, with the
+    number of occurrences suppressed in between."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, key: str, message: str, *args: object, exc_info: bool = False) -> None:
+        """Log ``message % args`` unless ``key`` was logged less than ``interval`` ago."""
+        try:
+            now = self._clock()
+            with self._lock:
+                last = self._last.get(key)
+                if last is not None and now - last < self._interval:
+                    self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                    return
+                self._last[key] = now
+                suppressed = self._suppressed.pop(key, 0)
+            if suppressed:
+                message += " (%d similar messages suppressed)"
+                args = (*args, suppressed)
+            logger.warning(message, *args, exc_info=exc_info)
+        except Exception:  # logging must never break the caller either
+            pass
+
+
+class _Stream:
+    """One client stream: a bounded hand-off queue read by gRPC's sender thread."""
+
+    def __init__(self, stub: Any, clock: Callable[[], float]) -> None:
+        self.handoff: queue.Queue[pb.SampleBatch | None] = queue.Queue(maxsize=1)
+        self.closed = False  # set when the generator must stop
+        self.rows = 0
+        self.batches = 0
+        self.opened = clock()
+        self.deadline = 0.0  # for a half-closed stream: when to give up on its answer
+        self.future: grpc.Future[pb.IngestResponse] = stub.Ingest.future(
+            self._requests(), wait_for_ready=False
+        )
+
+    def _requests(self) -> Iterator[pb.SampleBatch]:
+        while True:
+            try:
+                item = self.handoff.get(timeout=0.2)
+            except queue.Empty:
+                if self.closed:
+                    return
+                continue
+            if item is None:
+                return
+            yield item
+
+    def abandon(self) -> None:
+        """Cancel the call and let the generator end."""
+        self.closed = True
+        self.future.cancel()
+        try:
+            while True:
+                self.handoff.get_nowait()
+        except queue.Empty:
+            pass
+
+
+class Shipper:
+    """Sends the recorder's batches to the sidecar from a daemon thread.
+
+    Counters (``shipped``, ``accepted``, ``rejected``, ``dropped_unavailable``,
+    ``reconnects``) are read by :meth:`middleware.Shadow.stats`.
+    """
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        *,
+        target: str,
+        template: pb.SampleBatch,
+        flush_interval: float,
+        rotate_interval: float = 5.0,
+        rotate_batches: int = 256,
+        send_timeout: float = 5.0,
+        response_timeout: float = 5.0,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        log: RateLimitedLog | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._recorder = recorder
+        self._target = target
+        self._template = template
+        self._flush_interval = flush_interval
+        self._rotate_interval = rotate_interval
+        self._rotate_batches = rotate_batches
+        self._send_timeout = send_timeout
+        self._response_timeout = response_timeout
+        self._backoff = backoff or Backoff()
+        self._rng = rng or random.Random()
+        self._channel_options = list(channel_options)
+        self._log = log or RateLimitedLog()
+        self._clock = clock
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._wake = threading.Event()
+        self._stats_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._stop = False
+        self._close_deadline: float | None = None
+        self._flush_requested = False
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+        self._stream: _Stream | None = None
+        self._closing: list[_Stream] = []
+        self._attempt = 0
+        self._retry_at = 0.0
+        self._failed = False  # the last stream failed: reconnect on a new channel
+        self._close_tried = False
+        self.shipped = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.dropped_unavailable = 0
+        self.reconnects = 0
+
+    def reset_after_fork(self) -> None:
+        """Forget the parent's thread and channel (unusable in the child)."""
+        self._init_state()
+
+    # -- called from other threads ---------------------------------------
+
+    def wake(self) -> None:
+        """Tell the thread a buffer is queued."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the thread unless it runs (idempotent, cheap when started)."""
+        with self._start_lock:
+            if self._thread is not None or self._stop:
+                return
+            self._thread = threading.Thread(target=self._run, name="baselined-shipper", daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the thread lives."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def flush(self) -> None:
+        """Ship the partial buffer now and rotate the stream so its rows get confirmed."""
+        self._flush_requested = True
+        self._wake.set()
+
+    def close(self, timeout: float) -> None:
+        """Ship what is buffered, end the stream and wait for its answer, within ``timeout``."""
+        deadline = self._clock() + max(0.0, timeout)
+        with self._start_lock:
+            thread = self._thread
+            self._stop = True
+            self._close_deadline = deadline
+        self._wake.set()
+        if thread is None:
+            self._drop_queued()
+            return
+        thread.join(max(0.0, deadline - self._clock()) + 0.05)
+
+    # -- the thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                self._wake.clear()
+                self._poll()
+                buf = self._recorder.pop()
+                if buf is None:
+                    older = None if self._flush_requested else self._flush_interval
+                    buf = self._recorder.swap_partial(older)
+                    if buf is None and self._flush_requested:
+                        self._flush_requested = False
+                        if self._stream is not None:
+                            self._half_close(self._stream)
+                if buf is not None:
+                    self._ship(buf)
+                    continue
+                self._maybe_rotate()
+                self._wake.wait(self._sleep_time())
+            self._finish()
+        except Exception:  # a bug here must not take the host process down
+            self._log.warning("shipper", "baselined shipper stopped by an error", exc_info=True)
+        finally:
+            self._close_channel()
+
+    def _sleep_time(self) -> float:
+        now = self._clock()
+        until = now + self._flush_interval
+        partial = self._recorder.partial_deadline(self._flush_interval)
+        if partial is not None:
+            until = min(until, partial)
+        if self._stream is not None:
+            until = min(until, self._stream.opened + self._rotate_interval)
+        for s in self._closing:
+            until = min(until, s.deadline)
+        if self._closing:
+            until = min(until, now + 0.05)  # pick answers up promptly
+        return max(0.001, until - now)
+
+    def _finish(self) -> None:
+        """Closing: ship the queued buffers and wait for the answers until the deadline."""
+        deadline = self._close_deadline if self._close_deadline is not None else self._clock()
+        partial = self._recorder.swap_partial()
+        if partial is not None:
+            self._ship(partial, deadline=deadline, closing=True)
+        while self._clock() < deadline:
+            buf = self._recorder.pop()
+            if buf is None:
+                break
+            self._ship(buf, deadline=deadline, closing=True)
+        if self._stream is not None:
+            self._half_close(self._stream, deadline=deadline)
+        for s in list(self._closing):
+            with contextlib.suppress(Exception):
+                s.future.result(timeout=max(0.0, deadline - self._clock()))
+            if not s.future.done():
+                s.abandon()
+            self._settle(s)
+        self._closing.clear()
+        self._drop_queued()
+
+    def _drop_queued(self) -> None:
+        while (buf := self._recorder.pop() or self._recorder.swap_partial()) is not None:
+            self._count_dropped(buf.n)
+            self._recorder.release(buf)
+
+    def _count_dropped(self, rows: int) -> None:
+        with self._stats_lock:
+            self.dropped_unavailable += rows
+
+    # -- connection and streams -----------------------------------------
+
+    def _connect(self, *, force: bool = False) -> _Stream | None:
+        """The open stream, a new one, or None while backing off."""
+        stream = self._stream
+        if stream is not None:
+            return stream
+        now = self._clock()
+        if now < self._retry_at and not force:
+            return None
+        if self._failed or self._channel is None:
+            if self._failed:
+                self.reconnects += 1
+            self._close_channel()
+            options = [
+                ("grpc.max_reconnect_backoff_ms", int(self._backoff.maximum * 1000)),
+                ("grpc.initial_reconnect_backoff_ms", max(1, int(self._backoff.initial * 1000))),
+                *self._channel_options,
+            ]
+            self._channel = grpc.insecure_channel(self._target, options=options)
+            self._stub = pb_grpc.IngestStub(self._channel)  # type: ignore[no-untyped-call]
+            self._failed = False
+        try:
+            self._stream = _Stream(self._stub, self._clock)
+        except Exception as err:  # e.g. a malformed target
+            self._failed = True
+            self._retry_at = now + self._backoff.delay(self._attempt, self._rng)
+            self._attempt += 1
+            self._log.warning(
+                "connect", "baselined cannot open a stream to %s: %s", self._target, err
+            )
+            return None
+        return self._stream
+
+    def _close_channel(self) -> None:
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                channel.close()
+
+    def _fail(self, stream: _Stream, why: str) -> None:
+        """The active stream broke: count its unconfirmed rows and back off."""
+        if stream is self._stream:
+            self._stream = None
+        stream.abandon()
+        self._settle(stream)
+        self._failed = True
+        delay = self._backoff.delay(self._attempt, self._rng)
+        self._attempt += 1
+        self._retry_at = self._clock() + delay
+        self._log.warning(
+            "sidecar_unavailable",
+            "baselined sidecar at %s unavailable (%s); dropping samples, retrying in %.2fs",
+            self._target,
+            why,
+            delay,
+        )
+
+    def _settle(self, stream: _Stream) -> None:
+        """Credit a finished stream's answer; rows it did not confirm are dropped."""
+        confirmed = 0
+        ok = False
+        if stream.future.done() and not stream.future.cancelled():
+            try:
+                resp = stream.future.result(timeout=0)
+            except Exception as err:
+                why = err.code().name if isinstance(err, grpc.RpcError) else type(err).__name__
+                self._log.warning("stream", "baselined ingest stream failed: %s", why)
+            else:
+                ok = True
+                confirmed = resp.records_accepted + resp.records_rejected
+                with self._stats_lock:
+                    self.accepted += resp.records_accepted
+                    self.rejected += resp.records_rejected
+                if resp.rejections:
+                    first = resp.rejections[0]
+                    self._log.warning(
+                        "rejected",
+                        "baselined sidecar rejected %d records: %s",
+                        resp.records_rejected,
+                        first.message,
+                    )
+        lost = max(0, stream.rows - confirmed)
+        if lost:
+            self._count_dropped(lost)
+        if ok:
+            self._attempt = 0
+        stream.rows = 0  # settled once
+
+    def _poll(self) -> None:
+        """Settle closing streams that answered or timed out; notice a broken stream."""
+        now = self._clock()
+        if self._closing:
+            still: list[_Stream] = []
+            for s in self._closing:
+                if s.future.done():
+                    if _errored(s.future):
+                        self._failed = True
+                    self._settle(s)
+                elif now >= s.deadline:
+                    s.abandon()
+                    self._settle(s)
+                    self._failed = True
+                else:
+                    still.append(s)
+            self._closing = still
+        stream = self._stream
+        if stream is not None and stream.future.done():
+            self._fail(stream, _why(stream.future))
+
+    def _half_close(self, stream: _Stream, deadline: float | None = None) -> None:
+        """End the stream's requests; its answer is collected by :meth:`_poll`."""
+        if stream is self._stream:
+            self._stream = None
+        end = deadline if deadline is not None else self._clock() + self._send_timeout
+        if not self._put(stream, None, end):
+            stream.abandon()
+            self._settle(stream)
+            return
+        stream.deadline = self._clock() + self._response_timeout
+        if deadline is not None:
+            stream.deadline = min(stream.deadline, deadline)
+        self._closing.append(stream)
+        # Bound the streams awaiting answers: wait for the oldest if too many.
+        while len(self._closing) > 4:
+            oldest = self._closing.pop(0)
+            with contextlib.suppress(Exception):
+                oldest.future.result(timeout=max(0.0, oldest.deadline - self._clock()))
+            if not oldest.future.done():
+                oldest.abandon()
+            self._settle(oldest)
+
+    def _maybe_rotate(self) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        age = self._clock() - stream.opened
+        if age >= self._rotate_interval or stream.batches >= self._rotate_batches:
+            self._half_close(stream)
+
+    def _put(self, stream: _Stream, item: pb.SampleBatch | None, deadline: float) -> bool:
+        """Hand ``item`` to gRPC's sender, waiting at most until ``deadline``."""
+        while True:
+            if stream.future.done():
+                return False
+            try:
+                stream.handoff.put(item, timeout=0.02)
+                return True
+            except queue.Full:
+                limit = deadline
+                if self._close_deadline is not None:
+                    limit = min(limit, self._close_deadline)
+                if self._clock() >= limit:
+                    return False
+
+    def _ship(
+        self, buf: ColumnBuffer, *, deadline: float | None = None, closing: bool = False
+    ) -> None:
+        rows = buf.n
+        force = closing and not self._close_tried
+        if force:
+            self._close_tried = True  # one immediate attempt when closing, despite the backoff
+        stream = self._connect(force=force)
+        if stream is None:
+            self._count_dropped(rows)
+            self._recorder.release(buf)
+            return
+        try:
+            msg = self._encode(buf)
+        finally:
+            self._recorder.release(buf)
+        end = self._clock() + self._send_timeout
+        if deadline is not None:
+            end = min(end, deadline)
+        if not self._put(stream, msg, end):
+            self._count_dropped(rows)
+            why = _why(stream.future) if stream.future.done() else "send timed out"
+            self._fail(stream, why)
+            return
+        stream.rows += rows
+        stream.batches += 1
+        with self._stats_lock:
+            self.shipped += rows
+        if not closing:
+            self._maybe_rotate()
+
+    def _encode(self, buf: ColumnBuffer) -> pb.SampleBatch:
+        n = buf.n
+        msg = pb.SampleBatch()
+        msg.CopyFrom(self._template)
+        msg.timestamps.extend(buf.timestamps[:n])
+        if buf.has_ids:
+            msg.request_ids.extend(buf.request_ids[:n])
+        kinds = buf.kinds
+        for name, col in buf.numeric.items():
+            msg.numeric.add(name=name, kind=kinds[name], values=col[:n])
+        for name, cat in buf.categorical.items():
+            msg.categorical.add(name=name, kind=kinds[name], values=cat[:n])
+        return msg
+
+
+def _errored(future: grpc.Future[Any]) -> bool:
+    if future.cancelled():
+        return True
+    try:
+        return future.exception(timeout=0) is not None  # type: ignore[call-arg]
+    except Exception:
+        return True
+
+
+def _why(future: grpc.Future[Any]) -> str:
+    try:
+        err = future.exception(timeout=0)  # type: ignore[call-arg]
+    except Exception as exc:
+        return type(exc).__name__
+    if err is None:
+        return "stream ended early"
+    if isinstance(err, grpc.RpcError):
+        return f"{err.code().name}: {err.details()}"
+    return type(err).__name__
+
+
+def batch_template(
+    *,
+    model: str,
+    version: str,
+    environment: str,
+    instance: str,
+    fingerprint: pb.Fingerprint,
+    batch_slices: Mapping[str, str],
+) -> pb.SampleBatch:
+    """The fields every batch of one Shadow shares."""
+    return pb.SampleBatch(
+        model=model,
+        version=version,
+        environment=environment,
+        instance=instance,
+        fingerprint=fingerprint,
+        batch_slices=dict(batch_slices),
+    )
