@@ -134,16 +134,19 @@ def in_process(batches: list[pb.SampleBatch], repeat: int) -> None:
         f"  decode_batch only               "
         f"{rate(records, timed(lambda: [decode_batch(b, s, now=clock()) for b in batches], repeat))}"  # noqa: E501
     )
-    for label, data in (
-        ("Windows.ingest, no slices      ", make_batches(len(batches), slices=False)),
-        ("Windows.ingest, region slice   ", batches),
+    plain = make_batches(len(batches), slices=False)
+    for label, data, exact_limit in (
+        ("Windows.ingest, no slices      ", plain, s.exact_limit),
+        ("Windows.ingest, region slice   ", batches, s.exact_limit),
+        ("  no slices, t-digest only     ", plain, 0),
+        ("  region slice, t-digest only  ", batches, 0),
     ):
         times: list[float] = []
         flushes: list[float] = []
         written = 0
         for _ in range(repeat):
             store = SQLiteStore(":memory:")
-            windows = Windows(s, store, clock=clock)
+            windows = Windows(s.replace(exact_limit=exact_limit), store, clock=clock)
             started = time.perf_counter()
             for batch in data:
                 windows.ingest(batch)

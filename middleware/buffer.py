@@ -1,20 +1,31 @@
 """Preallocated columnar buffers and the bounded hand-off to the shipper.
 
 The request thread copies the signals of a sampled call into the current
-:class:`ColumnBuffer` under one lock: one ``array('d')`` per numeric signal
-(NaN = missing), one list of strings per categorical signal ("" = missing).
-A full buffer goes to a bounded queue and a free buffer from the pool takes
-its place. When the queue is full the new rows are dropped and counted: the
-request thread never waits for the shipper.
+:class:`ColumnBuffer` under one lock. Numeric signals live in ``array('d')``
+storage (NaN = missing), categorical ones in preallocated lists of strings
+("" = missing). A full buffer goes to a bounded queue and a free buffer from
+the pool takes its place; when the queue is full the new rows are dropped and
+counted: the request thread never waits for the shipper.
+
+Fast path: the features (and outputs) mapping of a handler usually has the
+same keys, in the same order, on every call. The first such mapping of a
+buffer defines a *block*: its numeric values are stored row-major in one
+``array('d')`` and each later row with the same keys is copied with one
+``operator.itemgetter`` and one ``struct.pack_into`` (two C calls instead of a
+Python loop over the values). Rows with other keys, strings or missing values
+take the per-value path. The shipper reads a block's columns with strided
+slices.
 """
 
 from __future__ import annotations
 
+import operator
+import struct
 import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from baselined.v1 import baselined_pb2 as pb
@@ -34,9 +45,38 @@ ERROR_TYPE_NAME = "error_type"
 
 _NAN = float("nan")
 _INF = float("inf")
+_MAX_PLANS = 64
 
 #: One record: (features, outputs); either may be None.
 Row = tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]
+
+
+class _Plan:
+    """How to copy a mapping with these keys, in this order, in one go."""
+
+    __slots__ = ("get", "keys", "pack", "stride", "width")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.width = len(keys)
+        self.stride = 8 * self.width  # bytes per row
+        self.pack = struct.Struct(f"={self.width}d").pack_into
+        if self.width == 1:
+            key = keys[0]
+            self.get: Callable[[Mapping[str, Any]], tuple[Any, ...]] = lambda m: (m[key],)
+        else:
+            self.get = operator.itemgetter(*keys)
+
+
+class _Block:
+    """Row-major numeric storage of the signals of one plan."""
+
+    __slots__ = ("data", "kind", "plan")
+
+    def __init__(self, plan: _Plan, capacity: int, kind: int) -> None:
+        self.plan = plan
+        self.kind = kind
+        self.data = array("d", [_NAN]) * (capacity * plan.width)
 
 
 class ColumnBuffer:
@@ -47,16 +87,24 @@ class ColumnBuffer:
         "_nan",
         "_spare_cat",
         "_spare_num",
+        "blocks",
         "capacity",
         "categorical",
+        "cpu",
+        "error",
+        "fblock",
         "has_ids",
+        "in_block",
         "kinds",
         "last_overflow_row",
+        "latency",
         "n",
         "numeric",
+        "oblock",
         "request_ids",
         "started",
         "timestamps",
+        "tried_blocks",
     )
 
     def __init__(self, capacity: int) -> None:
@@ -71,10 +119,18 @@ class ColumnBuffer:
         self.numeric: dict[str, array[float]] = {}
         self.categorical: dict[str, list[str]] = {}
         self.kinds: dict[str, int] = {}
+        self.blocks: list[_Block] = []
+        self.in_block: dict[str, tuple[_Block, int]] = {}
+        self.fblock: _Block | None = None
+        self.oblock: _Block | None = None
+        self.tried_blocks = False
         self.last_overflow_row = -1
         # Columns of earlier batches, refilled and ready for new signals.
         self._spare_num: list[array[float]] = []
         self._spare_cat: list[list[str]] = []
+        self.latency = self.new_numeric(LATENCY_NAME, LATENCY)
+        self.error = self.new_numeric(ERROR_NAME, ERROR)
+        self.cpu: array[float] | None = None
 
     def new_numeric(self, name: str, kind: int) -> array[float]:
         """A NaN-filled column for a new numeric signal."""
@@ -90,6 +146,17 @@ class ColumnBuffer:
         self.kinds[name] = kind
         return col
 
+    def numeric_columns(self) -> Iterator[tuple[str, int, array[float]]]:
+        """(name, kind, values of the first ``n`` rows) of every numeric signal."""
+        n = self.n
+        for name, col in self.numeric.items():
+            yield name, self.kinds[name], col[:n]
+        for block in self.blocks:
+            width = block.plan.width
+            stop = n * width
+            for j, name in enumerate(block.plan.keys):
+                yield name, block.kind, block.data[j:stop:width]
+
     def reset(self) -> None:
         """Refill every column with missing values and forget the signal names."""
         nan, empty = self._nan, self._empty
@@ -102,11 +169,18 @@ class ColumnBuffer:
         self.numeric.clear()
         self.categorical.clear()
         self.kinds.clear()
+        self.blocks.clear()
+        self.in_block.clear()
+        self.fblock = self.oblock = None
+        self.tried_blocks = False
         if self.has_ids:
             self.request_ids[:] = empty
             self.has_ids = False
         self.n = 0
         self.last_overflow_row = -1
+        self.latency = self.new_numeric(LATENCY_NAME, LATENCY)
+        self.error = self.new_numeric(ERROR_NAME, ERROR)
+        self.cpu = None
 
 
 class Recorder:
@@ -129,6 +203,7 @@ class Recorder:
         self.max_signals = max_signals
         self._on_ready = on_ready
         self._clock = clock
+        self._plans: dict[tuple[str, ...], _Plan] = {}
         self._init_state()
 
     def _init_state(self) -> None:
@@ -189,27 +264,76 @@ class Recorder:
                 if request_id:
                     buf.request_ids[row] = request_id
                     buf.has_ids = True
-                num = buf.numeric
-                col = num.get(LATENCY_NAME) or self._numeric(buf, row, LATENCY_NAME, LATENCY)
-                if col is not None:
-                    col[row] = latency
+                buf.latency[row] = latency
+                buf.error[row] = 1.0 if error else 0.0
                 if cpu is not None:
-                    col = num.get(CPU_NAME) or self._numeric(buf, row, CPU_NAME, RESOURCE)
+                    col = buf.cpu
+                    if col is None:
+                        col = buf.cpu = self._numeric(buf, row, CPU_NAME, RESOURCE)
                     if col is not None:
                         col[row] = cpu
-                col = num.get(ERROR_NAME) or self._numeric(buf, row, ERROR_NAME, ERROR)
-                if col is not None:
-                    col[row] = 1.0 if error else 0.0
                 if error_type is not None:
                     self._slow(buf, row, ERROR_TYPE_NAME, error_type, ERROR)
+                if not buf.tried_blocks:
+                    self._make_blocks(buf, features, outputs)
                 if features:
-                    self._put(buf, row, features, FEATURE)
+                    block = buf.fblock
+                    if block is None or len(features) != block.plan.width:
+                        self._put(buf, row, features, FEATURE)
+                    else:
+                        plan = block.plan
+                        try:
+                            plan.pack(block.data, row * plan.stride, *plan.get(features))
+                        except Exception:  # other keys, a string, None, or out of range
+                            self._put(buf, row, features, FEATURE)
                 if outputs:
-                    self._put(buf, row, outputs, OUTPUT)
+                    block = buf.oblock
+                    if block is None or len(outputs) != block.plan.width:
+                        self._put(buf, row, outputs, OUTPUT)
+                    else:
+                        plan = block.plan
+                        try:
+                            plan.pack(block.data, row * plan.stride, *plan.get(outputs))
+                        except Exception:
+                            self._put(buf, row, outputs, OUTPUT)
                 if row + 1 == buf.capacity and self._hand_off() is not None:
                     ready = True
         if ready:
             self._on_ready()
+
+    def _make_blocks(
+        self,
+        buf: ColumnBuffer,
+        features: Mapping[str, Any] | None,
+        outputs: Mapping[str, Any] | None,
+    ) -> None:
+        """At the first row of a buffer: blocks for all-numeric features and outputs."""
+        buf.tried_blocks = True
+        if features:
+            buf.fblock = self._block(buf, features, FEATURE)
+        if outputs:
+            buf.oblock = self._block(buf, outputs, OUTPUT)
+
+    def _block(self, buf: ColumnBuffer, values: Mapping[str, Any], kind: int) -> _Block | None:
+        for value in values.values():
+            if not isinstance(value, (int, float)):
+                return None  # strings or missing values: the per-value path
+        keys = tuple(values)
+        if len(buf.kinds) + len(keys) > self.max_signals:
+            return None
+        if any(name in buf.kinds for name in keys):
+            return None
+        plan = self._plans.get(keys)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[keys] = _Plan(keys)
+        block = _Block(plan, buf.capacity, kind)
+        buf.blocks.append(block)
+        for j, name in enumerate(keys):
+            buf.kinds[name] = kind
+            buf.in_block[name] = (block, j)
+        return block
 
     def _put(self, buf: ColumnBuffer, row: int, values: Mapping[str, Any], kind: int) -> None:
         num = buf.numeric
@@ -229,7 +353,7 @@ class Recorder:
         if isinstance(value, str):
             cat = buf.categorical.get(name)
             if cat is None:
-                if name in buf.numeric or not self._room(buf, row):
+                if name in buf.kinds or not self._room(buf, row):
                     return  # numeric in this batch already: a string counts as missing
                 cat = buf.new_categorical(name, kind)
             cat[row] = value
@@ -237,19 +361,26 @@ class Recorder:
         if not hasattr(type(value), "__float__") and not hasattr(type(value), "__index__"):
             return  # neither number nor string: missing
         col = buf.numeric.get(name)
-        if col is None:
-            if name in buf.categorical or not self._room(buf, row):
-                return
-            col = buf.new_numeric(name, kind)
+        if col is not None:
+            data, index = col, row
+        else:
+            where = buf.in_block.get(name)
+            if where is not None:
+                block, j = where
+                data, index = block.data, row * block.plan.width + j
+            else:
+                if name in buf.categorical or not self._room(buf, row):
+                    return
+                data, index = buf.new_numeric(name, kind), row
         try:
-            col[row] = value
+            data[index] = value
         except OverflowError:  # an int too large for a double
-            col[row] = _INF if value > 0 else -_INF
+            data[index] = _INF if value > 0 else -_INF
         except Exception:
             return
 
     def _numeric(self, buf: ColumnBuffer, row: int, name: str, kind: int) -> array[float] | None:
-        if not self._room(buf, row):
+        if name in buf.kinds or not self._room(buf, row):
             return None
         return buf.new_numeric(name, kind)
 
@@ -261,16 +392,20 @@ class Recorder:
             self.signal_overflow += 1
         return False
 
+    def _next_free(self) -> ColumnBuffer | None:
+        if self._free:
+            return self._free.pop()
+        if self._allocated < self._max_buffers:
+            self._allocated += 1
+            return ColumnBuffer(self.batch_size)
+        return None
+
     def _hand_off(self) -> ColumnBuffer | None:
         """Queue the full current buffer; return the new current one, or None (queue full)."""
         if len(self._queue) >= self.queue_batches:
             return None
-        if self._free:
-            nxt = self._free.pop()
-        elif self._allocated < self._max_buffers:
-            nxt = ColumnBuffer(self.batch_size)
-            self._allocated += 1
-        else:
+        nxt = self._next_free()
+        if nxt is None:
             return None
         self._queue.append(self._current)
         self._current = nxt
@@ -294,12 +429,8 @@ class Recorder:
                 return None
             if older_than is not None and self._clock() - buf.started < older_than:
                 return None
-            if self._free:
-                nxt = self._free.pop()
-            elif self._allocated < self._max_buffers:
-                nxt = ColumnBuffer(self.batch_size)
-                self._allocated += 1
-            else:
+            nxt = self._next_free()
+            if nxt is None:
                 return None
             self._current = nxt
             return buf

@@ -40,7 +40,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, ParamSpec, TypeVar, cast, overload
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from middleware import extractors as ex
 from middleware.buffer import Recorder, Row
@@ -356,41 +356,22 @@ class Shadow:
 
     # -- wrapping -------------------------------------------------------------
 
-    @overload
-    def wrap(
-        self,
-        fn: Callable[P, Awaitable[R]],
-        *,
-        features: ex.FeatureExtractor | _Unset | None = ...,
-        outputs: ex.OutputExtractor | _Unset | None = ...,
-        request_id: ex.RequestIdExtractor | _Unset | None = ...,
-    ) -> Callable[P, Awaitable[R]]: ...
-    @overload
     def wrap(
         self,
         fn: Callable[P, R],
         *,
-        features: ex.FeatureExtractor | _Unset | None = ...,
-        outputs: ex.OutputExtractor | _Unset | None = ...,
-        request_id: ex.RequestIdExtractor | _Unset | None = ...,
-    ) -> Callable[P, R]: ...
-
-    def wrap(
-        self,
-        fn: Callable[P, Any],
-        *,
         features: ex.FeatureExtractor | _Unset | None = _UNSET,
         outputs: ex.OutputExtractor | _Unset | None = _UNSET,
         request_id: ex.RequestIdExtractor | _Unset | None = _UNSET,
-    ) -> Callable[P, Any]:
+    ) -> Callable[P, R]:
         """Wrap ``fn`` (sync or async); the extractors default to the Shadow's own."""
         feats = self._features if isinstance(features, _Unset) else features
         outs = self._outputs if isinstance(outputs, _Unset) else outputs
         rid = self._request_id if isinstance(request_id, _Unset) else request_id
         handler = _Handler(self, feats or ex.default_features, outs or ex.default_outputs)
         if inspect.iscoroutinefunction(fn):
-            return _wrap_async(self, fn, handler, rid)
-        return _wrap_sync(self, fn, handler, rid)
+            return cast("Callable[P, R]", _wrap_async(self, fn, handler, rid))
+        return cast("Callable[P, R]", _wrap_sync(self, fn, handler, rid))
 
     __call__ = wrap
 
@@ -435,9 +416,9 @@ class _Handler:
         """Extract and buffer the records of one call. Never raises."""
         shadow = self.shadow
         try:
-            if shadow._closed:
-                return
             if not shadow._started:
+                if shadow._closed:
+                    return
                 shadow._start()
             try:
                 frows = self.features(args, kwargs)
@@ -451,13 +432,19 @@ class _Handler:
                 except Exception as err:
                     shadow._extractor_failed("outputs", err)
                     return
-            rows = _rows(frows, orows)
-            if rows is None:
-                shadow._extractor_failed(
-                    "rows", ValueError("features and outputs row counts differ")
-                )
-                return
-            batched = len(rows) != 1 or _is_rows(frows) or _is_rows(orows)
+            rows: Sequence[Row]
+            if (frows is None or type(frows) is dict) and (orows is None or type(orows) is dict):
+                rows = ((frows, orows),)  # the common case: one record
+                batched = False
+            else:
+                paired = _rows(frows, orows)
+                if paired is None:
+                    shadow._extractor_failed(
+                        "rows", ValueError("features and outputs differ in rows")
+                    )
+                    return
+                rows = paired
+                batched = len(rows) != 1 or _is_rows(frows) or _is_rows(orows)
             self.per_call = not batched
             if not decided:
                 hit = shadow._rng.random
@@ -479,7 +466,7 @@ class _Handler:
 
 
 def _is_rows(value: ex.Rows) -> bool:
-    return value is not None and not isinstance(value, Mapping)
+    return value is not None and type(value) is not dict and not isinstance(value, Mapping)
 
 
 def _rows(features: ex.Rows, outputs: ex.Rows) -> list[Row] | None:

@@ -493,8 +493,8 @@ class Shipper:
         if buf.has_ids:
             msg.request_ids.extend(buf.request_ids[:n])
         kinds = buf.kinds
-        for name, col in buf.numeric.items():
-            msg.numeric.add(name=name, kind=kinds[name], values=col[:n])
+        for name, kind, values in buf.numeric_columns():
+            msg.numeric.add(name=name, kind=kind, values=values)
         for name, cat in buf.categorical.items():
             msg.categorical.add(name=name, kind=kinds[name], values=cat[:n])
         return msg

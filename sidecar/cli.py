@@ -530,12 +530,12 @@ def _report_client_error(err: Exception, args: argparse.Namespace) -> int:
     code = err.code.name if err.code is not None else "UNKNOWN"
     if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
         print(
-            f"baselined: cannot reach the sidecar at {args.target} ({code}: {err.message}). "
+            f"baselined: cannot reach the sidecar at {args.target} ({code}: {err.details}). "
             "Is 'baselined serve' running there? Set --target or BASELINED_TARGET.",
             file=sys.stderr,
         )
         return EXIT_UNREACHABLE
-    print(f"baselined: {code}: {err.message}", file=sys.stderr)
+    print(f"baselined: {code}: {err.details}", file=sys.stderr)
     return EXIT_REFUSED
 
 

@@ -5,7 +5,7 @@
    middleware (``sidecar/demo_server.py``) and sends it traffic;
 3. freezes that traffic into a baseline and promotes it;
 4. restarts the model server with a regression injected (a dependency update
-   that scales one input in preprocessing and slows inference by ~3 ms);
+   that doubles one input in preprocessing and slows inference by ~3 ms);
 5. prints the baseline's quantiles next to the live window's and names the
    series that moved, then stops everything cleanly.
 
@@ -38,7 +38,6 @@ __all__ = ["run_demo"]
 
 MODEL, ENVIRONMENT = "fraud", "demo"
 LEVELS = (0.5, 0.9, 0.99)
-SHIFT_THRESHOLD = 0.05  # relative change that the demo calls a shift
 
 
 def _free_port() -> int:
@@ -144,35 +143,73 @@ def _wait_bucket_boundary(bucket_seconds: float) -> float:
     return boundary
 
 
-def _quantile_map(series: Sequence[pb.SeriesSummary]) -> dict[tuple[str, str], dict[float, float]]:
-    out: dict[tuple[str, str], dict[float, float]] = {}
-    for s in series:
-        if s.categorical or s.slice != "*":
-            continue
-        out[(pb.SignalKind.Name(s.kind).removeprefix("SIGNAL_KIND_").lower(), s.signal)] = {
-            round(q.q, 6): q.value for q in s.quantiles
-        }
-    return out
+GRID = tuple(round(i / 100, 2) for i in range(1, 100))  # the server caps a query at 100 levels
+Z_LIMIT = 5.0  # standard errors; with ~10 series x 3 levels a false "shifted" is very unlikely
+MIN_CHANGE = 0.02  # and a relative change below 2% is not worth a look
+
+
+def _numeric(series: Sequence[pb.SeriesSummary]) -> dict[tuple[str, str], pb.SeriesSummary]:
+    return {
+        (pb.SignalKind.Name(s.kind).removeprefix("SIGNAL_KIND_").lower(), s.signal): s
+        for s in series
+        if not s.categorical and s.slice == "*"
+    }
+
+
+def _levels(s: pb.SeriesSummary) -> dict[float, float]:
+    return {round(q.q, 6): q.value for q in s.quantiles}
+
+
+def _shift_z(base: pb.SeriesSummary, live_value: float, q: float, n_live: int) -> float:
+    """How many standard errors the live q-quantile sits from q in the baseline's CDF.
+
+    The baseline CDF is read off a fine quantile grid; under no change F_base(live
+    q-quantile) is about q with variance q(1-q)(1/n_base + 1/n_live). A plain
+    asymptotic check, good enough to show a demo; the comparator uses
+    anytime-valid bounds.
+    """
+    grid = sorted((round(x.q, 6), x.value) for x in base.quantiles if round(x.q, 6) in GRID_SET)
+    levels = [g[0] for g in grid]
+    values = [g[1] for g in grid]
+    if live_value <= values[0]:
+        cdf = levels[0] if live_value == values[0] else 0.0
+    elif live_value >= values[-1]:
+        cdf = levels[-1] if live_value == values[-1] else 1.0
+    else:
+        lo = max(i for i, v in enumerate(values) if v <= live_value)
+        hi = min(i for i, v in enumerate(values) if v >= live_value)
+        if values[hi] == values[lo]:  # a flat stretch (discrete values): the CDF jumps here
+            same = [levels[i] for i, v in enumerate(values) if v == live_value]
+            cdf = q if same and same[0] <= q <= same[-1] else (same[0] + same[-1]) / 2 if same else levels[lo]
+        else:
+            t = (live_value - values[lo]) / (values[hi] - values[lo])
+            cdf = levels[lo] + t * (levels[hi] - levels[lo])
+    se = math.sqrt(q * (1 - q) * (1 / max(base.count, 1) + 1 / max(n_live, 1)))
+    return (cdf - q) / se if se > 0 else 0.0
+
+
+GRID_SET = frozenset(GRID)
 
 
 def _compare(baseline: pb.BaselineView, live: pb.WindowView) -> list[tuple[str, str, bool]]:
     """Print the side-by-side table; return (kind, signal, shifted) per series."""
-    base, now = _quantile_map(baseline.series), _quantile_map(live.series)
-    header = f"{'series':<28}" + "".join(f"{'p' + format(q * 100, 'g'):>26}" for q in LEVELS) + "  verdict"
-    print(header)
-    print(f"{'':<28}" + "".join(f"{'baseline -> live (change)':>26}" for _ in LEVELS))
+    base, now = _numeric(baseline.series), _numeric(live.series)
+    print(f"{'series':<26}" + "".join(f"{'p' + format(q * 100, 'g'):>30}" for q in LEVELS) + "  verdict")
+    print(f"{'':<26}" + "".join(f"{'baseline -> live (change)':>30}" for _ in LEVELS))
     results = []
     for key in sorted(base):
         if key not in now:
             continue
+        b_levels, l_levels = _levels(base[key]), _levels(now[key])
         cells, shifted = [], False
         for q in LEVELS:
-            b, v = base[key].get(round(q, 6), math.nan), now[key].get(round(q, 6), math.nan)
+            b, v = b_levels.get(round(q, 6), math.nan), l_levels.get(round(q, 6), math.nan)
             change = (v - b) / abs(b) if b else (0.0 if v == b else math.inf)
-            shifted = shifted or abs(change) > SHIFT_THRESHOLD
-            cells.append(f"{b:9.4g} -> {v:9.4g} ({change:+6.1%})")
+            z = _shift_z(base[key], v, q, now[key].count)
+            shifted = shifted or (abs(z) > Z_LIMIT and abs(change) > MIN_CHANGE)
+            cells.append(f"{b:9.4g} -> {v:9.4g} ({change:+7.1%})")
         name = f"{key[0]}:{key[1]}"
-        print(f"{name:<28}" + "".join(f"{c:>26}" for c in cells) + ("  SHIFTED" if shifted else "  ok"))
+        print(f"{name:<26}" + "".join(f"{c:>30}" for c in cells) + ("  SHIFTED" if shifted else "  ok"))
         results.append((key[0], key[1], shifted))
     return results
 
@@ -236,7 +273,7 @@ def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
             _stop(server, "model server v2")
             end2 = _wait_bucket_boundary(bucket_seconds)
 
-            view = client.get(frozen.id, quantiles=list(LEVELS), top_k=5)
+            view = client.get(frozen.id, quantiles=sorted(set(GRID) | set(LEVELS)), top_k=5)
             live = client.window(
                 model=MODEL, environment=ENVIRONMENT, start=start2, end=end2, versions=[],
                 quantiles=list(LEVELS), top_k=5,

@@ -1,5 +1,9 @@
-"""Mergeable per-series state: t-digests for numeric signals, bounded frequency
-tables for categorical ones, and their versioned byte encodings.
+"""Mergeable per-series state: exact values or t-digests for numeric signals,
+bounded frequency tables for categorical ones, and their versioned byte encodings.
+
+A numeric series keeps its finite values exactly (quantiles identical to
+``numpy.quantile``) until it would hold more than ``exact_limit`` of them, then
+folds them into a t-digest and stays a digest.
 
 Window buckets and the partials of several sidecars combine by decoding and
 merging these states, so ``merge`` must be cheap and order-insensitive enough
@@ -16,7 +20,9 @@ Encoding: one tag byte (``N`` numeric, ``C`` categorical), one version byte, the
 the payload; everything little-endian. Both payloads end with extension records
 (``type u8, length u32, bytes``) that readers skip when they do not know the
 type, so later versions can add statistics (numeric precision) without breaking
-older readers. Version 1 writes none. ``docs/digest-format.md`` has the layouts.
+older readers. Version 1 writes none. Numeric states in exact mode are version 2
+(sorted float64 values instead of a digest); digest-mode states are still written
+as version 1. ``docs/digest-format.md`` has the layouts.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from sidecar.records import Summary
 __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_COMPRESSION",
+    "DEFAULT_EXACT_LIMIT",
     "HLL_PRECISION",
     "TAG_CATEGORICAL",
     "TAG_NUMERIC",
@@ -51,12 +58,19 @@ __all__ = [
 TAG_NUMERIC: Final = 0x4E  # "N"
 TAG_CATEGORICAL: Final = 0x43  # "C"
 _VERSION: Final = 1
+_VERSION_EXACT: Final = 2  # numeric state in exact mode
+
+DEFAULT_EXACT_LIMIT: Final = 65536
 
 DEFAULT_CAPACITY: Final = 256
 HLL_PRECISION: Final = 10  # 1,024 registers, ~3.3% standard error
 
 # tag, version, reserved, missing, +inf count, -inf count, digest length (32 bytes)
 _NUMERIC_HEAD = struct.Struct("<BBHQQQI")
+# tag, version, reserved, missing, +inf, -inf, compression, exact limit, n (40 bytes)
+_EXACT_HEAD = struct.Struct("<BBHQQQIII")
+_EMPTY: Final = np.empty(0, dtype=np.float64)
+_EMPTY.flags.writeable = False
 # tag, version, reserved, capacity, missing, other, entries (28 bytes)
 _CATEGORICAL_HEAD = struct.Struct("<BBHIQQI")
 _EXTENSION_HEAD = struct.Struct("<BI")
@@ -78,42 +92,90 @@ def _skip_extensions(view: memoryview, offset: int, what: str) -> None:
 
 
 class NumericState:
-    """A numeric series: a t-digest of the finite values plus missing and out-of-range counts.
+    """A numeric series: its finite values (exactly, up to ``exact_limit`` of them, else a
+    t-digest) plus missing and out-of-range counts.
 
     NaN counts as missing; +inf and -inf count as out of range and never enter
-    the digest.
+    the values or the digest. While at most ``exact_limit`` finite values have
+    been seen the state keeps them all and its quantiles are numpy's (linear);
+    the value that would exceed the limit switches it to a t-digest for good.
+    ``exact_limit=0`` means a t-digest from the start.
 
     >>> import numpy as np
     >>> s = NumericState()
     >>> s.add(np.arange(1.0, 101.0))
-    >>> s.summary([0.5]).quantiles
-    ((0.5, 50.5),)
+    >>> s.summary([0.5]).quantiles, s.is_exact
+    (((0.5, 50.5),), True)
     """
 
-    __slots__ = ("_digest", "missing", "neg_inf", "pos_inf")
+    __slots__ = (
+        "_compression",
+        "_digest",
+        "_n",
+        "_sorted",
+        "_values",
+        "exact_limit",
+        "missing",
+        "neg_inf",
+        "pos_inf",
+    )
 
-    def __init__(self, compression: int = DEFAULT_COMPRESSION) -> None:
+    def __init__(
+        self, compression: int = DEFAULT_COMPRESSION, exact_limit: int = DEFAULT_EXACT_LIMIT
+    ) -> None:
         if not isinstance(compression, int) or not 1 <= compression <= 0xFFFFFFFF:
             raise ValueError(f"compression must be a positive integer, got {compression!r}")
-        self._digest = fastdigest.TDigest(compression)
+        if not isinstance(exact_limit, int) or not 0 <= exact_limit <= 0xFFFFFFFF:
+            raise ValueError(f"exact_limit must be an integer >= 0, got {exact_limit!r}")
+        self._compression = compression
+        self.exact_limit = exact_limit
+        # Exact mode: _values is a buffer whose first _n entries are the values (the
+        # first _sorted of them in order) and _digest caches the equivalent digest.
+        # Digest mode: _values is None and _digest is the state.
+        self._values: npt.NDArray[np.float64] | None = _EMPTY if exact_limit else None
+        self._n = 0
+        self._sorted = 0
+        self._digest: fastdigest.TDigest | None = (
+            None if exact_limit else fastdigest.TDigest(compression)
+        )
         self.missing = 0
         self.pos_inf = 0
         self.neg_inf = 0
 
     @property
+    def is_exact(self) -> bool:
+        """True while the state keeps every finite value (quantiles are numpy's)."""
+        return self._values is not None
+
+    @property
     def compression(self) -> int:
-        """The digest's bound on centroids."""
-        return self._digest.max_centroids
+        """The digest's bound on centroids (also in exact mode, for when it switches)."""
+        if self._values is None:
+            assert self._digest is not None
+            return int(self._digest.max_centroids)
+        return self._compression
 
     @property
     def digest(self) -> fastdigest.TDigest:
-        """The t-digest of the finite values (shared, not a copy: do not modify)."""
+        """The t-digest of the finite values (shared, not a copy: do not modify).
+
+        In exact mode it is built on demand from the sorted values (and cached until
+        the next ``add`` or ``merge``); the state stays exact.
+        """
+        if self._digest is None:
+            digest = fastdigest.TDigest(self._compression)
+            if self._n:
+                digest.batch_update(self._sorted_values().data)
+            self._digest = digest
         return self._digest
 
     @property
     def count(self) -> int:
         """Number of finite values seen."""
-        return self._digest.n_values
+        if self._values is None:
+            assert self._digest is not None
+            return int(self._digest.n_values)
+        return self._n
 
     @property
     def out_of_range(self) -> int:
@@ -121,37 +183,125 @@ class NumericState:
         return self.pos_inf + self.neg_inf
 
     def add(self, values: npt.NDArray[np.float64]) -> None:
-        """Add a column of values in bulk (one digest update per call)."""
+        """Add a column of values in bulk (one copy, or one digest update, per call)."""
         arr = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
         if arr.size == 0:
             return
         finite = np.isfinite(arr)
-        if finite.all():
-            self._digest.batch_update(arr.data)
-            return
-        n_finite = int(np.count_nonzero(finite))
-        nan = int(np.count_nonzero(np.isnan(arr)))
-        pos = int(np.count_nonzero(arr == np.inf))
-        self.missing += nan
-        self.pos_inf += pos
-        self.neg_inf += arr.size - n_finite - nan - pos
-        if n_finite:
-            self._digest.batch_update(np.ascontiguousarray(arr[finite]).data)
+        if not finite.all():
+            n_finite = int(np.count_nonzero(finite))
+            nan = int(np.count_nonzero(np.isnan(arr)))
+            pos = int(np.count_nonzero(arr == np.inf))
+            self.missing += nan
+            self.pos_inf += pos
+            self.neg_inf += arr.size - n_finite - nan - pos
+            if not n_finite:
+                return
+            arr = arr[finite]
+        if self._values is not None:
+            n, k = self._n, arr.size
+            if n + k <= self.exact_limit:
+                buf = self._values
+                if n + k > buf.size:
+                    buf = self._grow(n + k)
+                buf[n : n + k] = arr
+                self._n = n + k
+                self._digest = None
+                return
+            self._to_digest()
+        assert self._digest is not None
+        self._digest.batch_update(arr.data)
 
     def merge(self, other: NumericState) -> None:
-        """Merge another numeric state into this one; the larger compression wins."""
+        """Merge another numeric state into this one; the larger compression wins.
+
+        Two exact states stay exact while their total is within this state's
+        ``exact_limit``; otherwise the result is a digest.
+        """
         if not isinstance(other, NumericState):
             raise ValueError(f"cannot merge {type(other).__name__} into NumericState")
-        if other.compression > self.compression:
-            self._digest.max_centroids = other.compression
+        compression = max(self.compression, other.compression)
+        self._compression = compression
+        if self._values is not None and other._values is not None:
+            self._digest = None
+            n, k = self._n, other._n
+            if n + k <= self.exact_limit:
+                if k:
+                    self._sorted_values()
+                    incoming = other._sorted_values()
+                    buf = self._values if n + k <= self._values.size else self._grow(n + k)
+                    buf[n : n + k] = incoming
+                    self._n = n + k  # two sorted runs: the next sort merges them
+                self._add_counts(other)
+                return
+        if self._values is not None:
+            self._to_digest()
+        digest = self._digest
+        assert digest is not None
+        if digest.max_centroids < compression:
+            digest.max_centroids = compression
         if other.count:
-            self._digest.merge_inplace(other._digest)
+            if other._values is not None:
+                digest.batch_update(other._sorted_values().data)
+            else:
+                digest.merge_inplace(other.digest)
+        self._add_counts(other)
+
+    def _add_counts(self, other: NumericState) -> None:
         self.missing += other.missing
         self.pos_inf += other.pos_inf
         self.neg_inf += other.neg_inf
 
+    def _grow(self, needed: int) -> npt.NDArray[np.float64]:
+        """Reallocate the exact buffer to hold ``needed`` values (doubling, up to the limit)."""
+        assert self._values is not None
+        size = min(self.exact_limit, max(needed, 2 * self._values.size))
+        buf = np.empty(size, dtype=np.float64)
+        buf[: self._n] = self._values[: self._n]
+        self._values = buf
+        return buf
+
+    def _sorted_values(self) -> npt.NDArray[np.float64]:
+        """The exact values, sorted in place (a view into the buffer)."""
+        assert self._values is not None
+        n, done = self._n, self._sorted
+        view = self._values[:n]
+        if done < n:
+            view[done:].sort()
+            if done:
+                view.sort(kind="stable")  # timsort: merging two sorted runs is linear
+            self._sorted = n
+        return view
+
+    def _to_digest(self) -> None:
+        """Switch to digest mode, folding the kept values in with one update."""
+        digest = fastdigest.TDigest(self._compression)
+        if self._n:
+            digest.batch_update(self._sorted_values().data)
+        self._values = None
+        self._n = self._sorted = 0
+        self._digest = digest
+
     def encode(self) -> bytes:
-        """Bytes of this state (tag ``N``, version 1); :func:`decode_state` reads them."""
+        """Bytes of this state; :func:`decode_state` reads them.
+
+        Digest mode writes tag ``N`` version 1, exact mode tag ``N`` version 2.
+        """
+        if self._values is not None:
+            values = self._sorted_values()
+            head = _EXACT_HEAD.pack(
+                TAG_NUMERIC,
+                _VERSION_EXACT,
+                0,
+                self.missing,
+                self.pos_inf,
+                self.neg_inf,
+                self._compression,
+                self.exact_limit,
+                self._n,
+            )
+            return head + values.astype("<f8", copy=False).tobytes()
+        assert self._digest is not None
         blob = encode_digest(self._digest)
         head = _NUMERIC_HEAD.pack(
             TAG_NUMERIC, _VERSION, 0, self.missing, self.pos_inf, self.neg_inf, len(blob)
@@ -170,15 +320,46 @@ class NumericState:
         if digest.max_centroids < 1:
             raise ValueError("numeric state: digest compression must be at least 1")
         _skip_extensions(view, end, "numeric state")
-        state = cls.__new__(cls)
+        state = cls(int(digest.max_centroids), exact_limit=0)
         state._digest = digest
         state.missing = missing
         state.pos_inf = pos
         state.neg_inf = neg
         return state
 
+    @classmethod
+    def _decode_exact(cls, view: memoryview) -> NumericState:
+        what = "exact numeric state"
+        if len(view) < _EXACT_HEAD.size:
+            raise ValueError(f"{what} too short: {len(view)} bytes")
+        fields = _EXACT_HEAD.unpack_from(view)
+        missing, pos, neg, compression, limit, n = fields[3:]
+        if compression < 1:
+            raise ValueError(f"{what}: compression must be at least 1")
+        if limit < 1 or n > limit:
+            raise ValueError(f"{what}: {n} values with exact limit {limit}")
+        end = _EXACT_HEAD.size + 8 * n
+        if end > len(view):
+            raise ValueError(f"{what} truncated: {n} values need {end} bytes, got {len(view)}")
+        values = np.frombuffer(view, dtype="<f8", count=n, offset=_EXACT_HEAD.size)
+        if not np.isfinite(values).all():
+            raise ValueError(f"{what}: values are not all finite")
+        if n > 1 and bool((values[1:] < values[:-1]).any()):
+            raise ValueError(f"{what}: values are not sorted")
+        _skip_extensions(view, end, what)
+        state = cls(compression, exact_limit=limit)
+        state._values = values.astype(np.float64)  # a writable, native-order copy
+        state._n = state._sorted = n
+        state.missing = missing
+        state.pos_inf = pos
+        state.neg_inf = neg
+        return state
+
     def summary(self, quantiles: Sequence[float] = ()) -> Summary:
-        """Count, missing, out-of-range, min, max, mean and the requested quantiles."""
+        """Count, missing, out-of-range, min, max, mean and the requested quantiles.
+
+        In exact mode the quantiles are ``numpy.quantile`` (linear) of the values.
+        """
         qs = [float(q) for q in quantiles]
         for q in qs:
             if not 0.0 <= q <= 1.0:
@@ -192,22 +373,33 @@ class NumericState:
                 out_of_range=self.out_of_range,
                 quantiles=tuple((q, math.nan) for q in qs),
             )
-        values = self._digest.quantile_vec(qs) if qs else []
+        if self._values is not None:
+            values = self._sorted_values()
+            with np.errstate(over="ignore"):
+                mean = float(np.mean(values))
+            found = [float(v) for v in np.quantile(values, qs)] if qs else []
+            low, high = float(values[0]), float(values[-1])
+        else:
+            assert self._digest is not None
+            found = self._digest.quantile_vec(qs) if qs else []
+            low, high = self._digest.min(), self._digest.max()
+            mean = self._digest.sum() / n
         return Summary(
             categorical=False,
             count=n,
             missing=self.missing,
             out_of_range=self.out_of_range,
-            min=self._digest.min(),
-            max=self._digest.max(),
-            mean=self._digest.sum() / n,
-            quantiles=tuple(zip(qs, values, strict=True)),
+            min=low,
+            max=high,
+            mean=mean,
+            quantiles=tuple(zip(qs, found, strict=True)),
         )
 
     def __repr__(self) -> str:
         return (
             f"NumericState(count={self.count}, missing={self.missing}, "
-            f"out_of_range={self.out_of_range}, compression={self.compression})"
+            f"out_of_range={self.out_of_range}, compression={self.compression}, "
+            f"exact_limit={self.exact_limit}, exact={self.is_exact})"
         )
 
 
@@ -483,12 +675,15 @@ def decode_state(data: bytes) -> NumericState | CategoricalState:
     tag, version = view[0], view[1]
     if tag not in (TAG_NUMERIC, TAG_CATEGORICAL):
         raise ValueError(f"unknown series state tag {tag:#04x}")
-    if version != _VERSION:
+    known = (_VERSION, _VERSION_EXACT) if tag == TAG_NUMERIC else (_VERSION,)
+    if version not in known:
         raise ValueError(
             f"series state version {version} is not supported (this reader knows "
-            f"{_VERSION}); upgrade baselined to read it"
+            f"{', '.join(map(str, known))}); upgrade baselined to read it"
         )
     if tag == TAG_NUMERIC:
+        if version == _VERSION_EXACT:
+            return NumericState._decode_exact(view)
         return NumericState._decode(view)
     return CategoricalState._decode(view)
 

@@ -62,6 +62,14 @@ class Settings:
     compression: int = field(
         default=1000, metadata={"help": "t-digest size (max centroids) per series", "check": _positive}
     )
+    exact_limit: int = field(
+        default=65536,
+        metadata={
+            "help": "numeric series keep their values exactly up to this many per bucket"
+            " and baseline; 0 = always t-digest",
+            "check": _non_negative,
+        },
+    )
     categorical_capacity: int = field(
         default=256, metadata={"help": "distinct values kept exactly per categorical series", "check": _positive}
     )

@@ -55,7 +55,7 @@ OTHER = "__other__"
 """The slice value that collects an attribute's values past ``max_slice_values``."""
 
 _KEEP_BUCKETS = 2  # flushed buckets this far behind the newest stay in memory for late rows
-_BUFFER_VALUES = 8192  # per series: 16 KB, the size of a full digest; 90 % of the bulk rate
+_BUFFER_VALUES = 4096  # per series: 32 KB, twice a full digest; ~90 % of the bulk rate
 _LATE = "#late"
 _LATE_SUFFIX = re.compile(re.escape(_LATE) + r"\d+$")
 
@@ -310,14 +310,14 @@ class Windows:
         buffers, buffered = bucket.buffers, bucket.buffered
         numeric = data.numeric if idx is None else data.numeric[:, idx]
         rows = numeric.shape[1]
-        compression = self._settings.compression
+        compression, exact_limit = self._settings.compression, self._settings.exact_limit
         for label in slices:
             for i, (kind, name) in enumerate(data.numeric_signals):
                 key = (version, label, kind, name)
                 buffer = buffers.get(key)
                 if buffer is None:
                     if key not in states:
-                        states[key] = NumericState(compression)
+                        states[key] = NumericState(compression, exact_limit)
                     buffers[key] = [numeric[i]]
                     buffered[key] = rows
                 else:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import grpc
 import pytest
@@ -45,6 +46,7 @@ class SidecarProcess:
     log: Path
     extra: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
+    logfile: IO[bytes] | None = None
 
     @property
     def target(self) -> str:
@@ -56,9 +58,8 @@ class SidecarProcess:
             "--listen", self.target, "--store", self.store, "--flush-interval", "0.5",
             *self.extra,
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=child_env()  # noqa: SIM115
-        )
+        self.logfile = open(self.log, "ab")  # noqa: SIM115 - closed in reap()
+        self.process = subprocess.Popen(cmd, stdout=self.logfile, stderr=subprocess.STDOUT, env=child_env())
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
@@ -79,7 +80,17 @@ class SidecarProcess:
         if self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(timeout=timeout)
+        self.reap()
         return self.process.returncode
+
+    def reap(self) -> None:
+        """Kill the process if it still runs and close its log file."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.logfile is not None:
+            self.logfile.close()
+            self.logfile = None
 
 
 @pytest.fixture
@@ -93,9 +104,7 @@ def sidecar_factory(tmp_path: Path) -> Iterator[type[SidecarProcess]]:
 
     yield Factory
     for proc in started:
-        if proc.process is not None and proc.process.poll() is None:
-            proc.process.kill()
-            proc.process.wait()
+        proc.reap()
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ from typing import Any
 
 import grpc
 import pytest
-
 from baselined.v1 import baselined_pb2 as pb
 from baselined.v1 import baselined_pb2_grpc as pb_grpc
 
 
-class RecordingIngest(pb_grpc.IngestServicer):  # type: ignore[misc]
+class RecordingIngest(pb_grpc.IngestServicer):
     """Keeps every batch; optionally sleeps per batch to play a slow sidecar."""
 
     def __init__(self, delay: float = 0.0) -> None:
@@ -75,7 +74,7 @@ class IngestServer:
 
     def start(self) -> IngestServer:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        pb_grpc.add_IngestServicer_to_server(self.servicer, server)
+        pb_grpc.add_IngestServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         server.start()
         self.server = server

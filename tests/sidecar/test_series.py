@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import struct
+from pathlib import Path
 from typing import Any
 
+import fastdigest
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -35,16 +37,24 @@ def _bimodal(seed: int, n: int = 50_000) -> Floats:
     return np.where(rng.random(n) < 0.7, rng.normal(10.0, 1.0, n), rng.normal(16.0, 0.5, n))
 
 
-def _ingest(x: Floats, compression: int = 1000, batch: int = 512) -> NumericState:
-    state = NumericState(compression)
+def _ingest(
+    x: Floats, compression: int = 1000, batch: int = 512, exact_limit: int = 0
+) -> NumericState:
+    """Feed ``x`` in batches; a pure t-digest unless ``exact_limit`` is given."""
+    state = NumericState(compression, exact_limit=exact_limit)
     for start in range(0, len(x), batch):
         state.add(x[start : start + batch])
     return state
 
 
-def _split_encode_merge(x: Floats, parts: int = 10, compression: int = 1000) -> NumericState:
+def _split_encode_merge(
+    x: Floats, parts: int = 10, compression: int = 1000, exact_limit: int = 0
+) -> NumericState:
     """How window buckets and sidecar partials combine: encode each part, decode, merge."""
-    blobs = [_ingest(part, compression).encode() for part in np.array_split(x, parts)]
+    blobs = [
+        _ingest(part, compression, exact_limit=exact_limit).encode()
+        for part in np.array_split(x, parts)
+    ]
     merged = merge_encoded(blobs)
     assert isinstance(merged, NumericState)
     return merged
@@ -110,8 +120,11 @@ def test_a_digest_that_holds_every_value_reproduces_numpy_linear_exactly() -> No
 # --- numeric accounting -------------------------------------------------------------------------
 
 
-def test_nan_is_missing_and_infinities_are_out_of_range_and_never_in_the_digest() -> None:
-    state = NumericState(100)
+@pytest.mark.parametrize("exact_limit", [0, 65536])
+def test_nan_is_missing_and_infinities_are_out_of_range_and_never_in_the_digest(
+    exact_limit: int,
+) -> None:
+    state = NumericState(100, exact_limit=exact_limit)
     state.add(np.array([1.0, np.nan, np.inf, 2.0, -np.inf, np.inf, np.nan, 3.0]))
     state.add(np.array([np.nan, np.inf]))  # a batch with no finite value at all
     assert (state.count, state.missing, state.out_of_range) == (3, 3, 4)
@@ -122,8 +135,9 @@ def test_nan_is_missing_and_infinities_are_out_of_range_and_never_in_the_digest(
     assert summary.total == 10 and summary.missing_rate == pytest.approx(0.3)
 
 
-def test_empty_input_and_empty_state() -> None:
-    state = NumericState()
+@pytest.mark.parametrize("exact_limit", [0, 65536])
+def test_empty_input_and_empty_state(exact_limit: int) -> None:
+    state = NumericState(exact_limit=exact_limit)
     state.add(np.array([], dtype=np.float64))
     summary = state.summary([0.5, 0.99])
     assert (summary.count, summary.missing, summary.out_of_range) == (0, 0, 0)
@@ -133,16 +147,18 @@ def test_empty_input_and_empty_state() -> None:
     assert isinstance(back, NumericState) and back.count == 0 and back.compression == 1000
 
 
-def test_only_missing_values_round_trip() -> None:
-    state = NumericState()
+@pytest.mark.parametrize("exact_limit", [0, 65536])
+def test_only_missing_values_round_trip(exact_limit: int) -> None:
+    state = NumericState(exact_limit=exact_limit)
     state.add(np.full(7, np.nan))
     back = decode_state(state.encode())
     assert isinstance(back, NumericState)
     assert (back.count, back.missing) == (0, 7)
 
 
-def test_values_whose_sum_overflows_still_enter_the_digest() -> None:
-    state = NumericState()
+@pytest.mark.parametrize("exact_limit", [0, 65536])
+def test_values_whose_sum_overflows_still_enter_the_digest(exact_limit: int) -> None:
+    state = NumericState(exact_limit=exact_limit)
     state.add(np.array([1e308, 1e308, 5.0]))
     assert (state.count, state.out_of_range) == (3, 0)
     assert state.summary([1.0]).quantiles == ((1.0, 1e308),)
@@ -296,7 +312,7 @@ def test_merge_refuses_a_numeric_state() -> None:
 
 
 def _numeric_blob() -> bytes:
-    state = NumericState(100)
+    state = NumericState(100, exact_limit=0)  # the digest (version 1) layout
     state.add(np.array([1.0, 2.0, 3.0, np.nan]))
     return state.encode()
 
@@ -317,7 +333,8 @@ def test_tags_are_the_first_byte() -> None:
     [
         (b"", "too short"),
         (b"Z\x01" + bytes(40), "unknown series state tag"),
-        (b"N\x02" + bytes(40), "version 2 is not supported"),
+        (b"N\x03" + bytes(40), "version 3 is not supported"),
+        (b"C\x02" + bytes(40), "version 2 is not supported"),
         (b"N\x01" + bytes(10), "numeric state too short"),
         (b"C\x01" + bytes(10), "categorical state too short"),
     ],
@@ -375,9 +392,14 @@ values = st.one_of(st.floats(min_value=-1e9, max_value=1e9), specials)
 
 
 @settings(max_examples=50, deadline=None)
-@given(batches=st.lists(st.lists(values, max_size=60), max_size=4))
-def test_property_numeric_encode_decode_is_exact(batches: list[list[float]]) -> None:
-    state = NumericState(64)
+@given(
+    batches=st.lists(st.lists(values, max_size=60), max_size=4),
+    exact_limit=st.sampled_from([0, 5, 65536]),
+)
+def test_property_numeric_encode_decode_is_exact(
+    batches: list[list[float]], exact_limit: int
+) -> None:
+    state = NumericState(64, exact_limit=exact_limit)
     for batch in batches:
         state.add(np.array(batch, dtype=np.float64))
     back = decode_state(state.encode())
@@ -409,3 +431,192 @@ def test_property_categorical_encode_decode_is_exact(
     assert len(back.counts) <= capacity
     if len(set(flat) - {""}) <= capacity:
         assert back.counts == {v: flat.count(v) for v in set(flat) - {""}}
+
+
+# --- exact mode ---------------------------------------------------------------------------------
+
+GOLDEN = Path(__file__).parent / "golden"
+ALL_LEVELS = [0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_exact_mode_split_encoded_and_merged_matches_numpy_exactly(seed: int) -> None:
+    # The acceptance baseline: 50,000 latency-like values, fed in 512-value batches to
+    # 10 window states that are encoded, decoded and merged, must give numpy's
+    # quantiles. A t-digest lands a few ranks off, which near p99 is > 0.1%.
+    x = _lognormal(seed)
+    state = _split_encode_merge(x, exact_limit=65536)
+    assert state.is_exact and state.count == 50_000
+    np.testing.assert_allclose(
+        _quantiles(state, ALL_LEVELS), np.quantile(x, ALL_LEVELS), rtol=1e-12
+    )
+    summary = state.summary(LEVELS)
+    assert (summary.min, summary.max) == (x.min(), x.max())
+    assert summary.mean == pytest.approx(float(x.mean()), rel=1e-12)
+    # Whatever order the partials come in, the merged bytes are the same.
+    blobs = [_ingest(p, exact_limit=65536).encode() for p in np.array_split(x, 10)]
+    assert merge_encoded(reversed(blobs)).encode() == state.encode()
+
+
+def test_exact_state_fed_directly_matches_numpy_and_keeps_counts() -> None:
+    x = _lognormal(4, n=10_000)
+    x[::37] = np.nan
+    x[::401] = -np.inf
+    state = _ingest(x, batch=333, exact_limit=65536)
+    finite = x[np.isfinite(x)]
+    assert state.is_exact
+    assert (state.count, state.missing, state.neg_inf) == (
+        finite.size,
+        int(np.isnan(x).sum()),
+        int(np.isneginf(x).sum()),
+    )
+    got = _quantiles(state, ALL_LEVELS)
+    np.testing.assert_allclose(got, np.quantile(finite, ALL_LEVELS), rtol=1e-12)
+    state.add(np.array([-5.0, 1e6]))  # adds after a summary still count
+    assert state.summary([0.0, 1.0]).quantiles == ((0.0, -5.0), (1.0, 1e6))
+
+
+def test_crossing_the_limit_switches_to_a_digest_and_keeps_counts() -> None:
+    x = _lognormal(5, n=20_000)
+    x[::101] = np.nan
+    state = _ingest(x, exact_limit=6_000)
+    finite = x[np.isfinite(x)]
+    assert not state.is_exact
+    assert (state.count, state.missing) == (finite.size, int(np.isnan(x).sum()))
+    summary = state.summary(LEVELS)
+    assert (summary.min, summary.max) == (finite.min(), finite.max())
+    assert summary.mean == pytest.approx(float(finite.mean()), rel=1e-12)
+    assert (_rank_error(finite, _quantiles(state, LEVELS), LEVELS) <= [60, 30, 10, 4]).all()
+    back = decode_state(state.encode())
+    assert back.encode()[:2] == bytes([TAG_NUMERIC, 1])  # the digest layout again
+    state.add(np.array([1.0]))  # once a digest, always a digest
+    assert not state.is_exact
+
+
+def test_the_limit_is_inclusive() -> None:
+    state = NumericState(exact_limit=4)
+    state.add(np.array([4.0, 3.0, np.nan]))
+    state.add(np.array([2.0, 1.0, np.inf]))
+    assert state.is_exact and state.count == 4
+    state.add(np.array([5.0]))
+    assert not state.is_exact and state.count == 5
+    assert state.summary([0.5]).quantiles == ((0.5, 3.0),)
+
+
+def test_exact_limit_zero_is_the_plain_digest() -> None:
+    x = _lognormal(6, n=5_000)
+    plain, zero = NumericState(200), NumericState(200, exact_limit=0)
+    digest = fastdigest.TDigest(200)
+    for start in range(0, len(x), 512):
+        zero.add(x[start : start + 512])
+        digest.batch_update(x[start : start + 512].tolist())
+    plain.add(x)
+    assert not zero.is_exact and plain.is_exact
+    assert zero.digest == digest
+    assert zero.summary(LEVELS).quantiles == tuple(
+        zip(LEVELS, digest.quantile_vec(LEVELS), strict=True)
+    )
+
+
+def test_digest_of_an_exact_state_is_built_on_demand_without_switching() -> None:
+    x = _lognormal(7, n=3_000)
+    state = _ingest(x, compression=200, exact_limit=65536)
+    d = state.digest
+    assert state.is_exact and d.n_values == 3_000 and d.max_centroids == 200
+    assert (d.min(), d.max()) == (x.min(), x.max())
+    assert abs(d.cdf(float(np.median(x))) - 0.5) < 0.01
+    state.add(np.array([1e9]))
+    assert state.digest.n_values == 3_001 and state.digest.max() == 1e9
+    assert state.is_exact
+
+
+def test_exact_merges_stay_exact_within_the_receivers_limit() -> None:
+    a = _ingest(_lognormal(8, n=3_000), exact_limit=5_000)
+    b = _ingest(_lognormal(9, n=2_000), exact_limit=5_000)
+    c = _ingest(_lognormal(10, n=1), exact_limit=10)  # the receiver's limit decides, not c's
+    a.merge(b)
+    assert a.is_exact and a.count == 5_000
+    a.merge(c)
+    assert not a.is_exact and a.count == 5_001
+    assert b.is_exact and c.is_exact  # the merged-in states are not changed
+
+
+@pytest.mark.parametrize("receiver_exact", [True, False])
+def test_merging_exact_and_digest_gives_a_digest(receiver_exact: bool) -> None:
+    x = _lognormal(11, n=8_000)
+    exact = _ingest(x[:3_000], exact_limit=65536)
+    digest = _ingest(x[3_000:], exact_limit=0)
+    exact.add(np.array([np.nan, np.inf]))
+    receiver, other = (exact, digest) if receiver_exact else (digest, exact)
+    receiver.merge(other)
+    assert not receiver.is_exact
+    assert (receiver.count, receiver.missing, receiver.out_of_range) == (8_000, 1, 1)
+    summary = receiver.summary(LEVELS)
+    assert (summary.min, summary.max) == (x.min(), x.max())
+    assert summary.mean == pytest.approx(float(x.mean()), rel=1e-12)
+    assert (_rank_error(x, _quantiles(receiver, LEVELS), LEVELS) <= [30, 15, 6, 3]).all()
+
+
+def test_exact_encoding_is_sorted_little_endian_float64_and_round_trips() -> None:
+    state = NumericState(300, exact_limit=1_000)
+    state.add(np.array([3.5, -1.0, np.nan, 2.25, np.inf, -np.inf, -np.inf]))
+    blob = state.encode()
+    assert blob[:2] == bytes([TAG_NUMERIC, 2])
+    head = struct.unpack_from("<BBHQQQIII", blob)
+    assert head[2:] == (0, 1, 1, 2, 300, 1_000, 3)
+    assert blob[40:] == struct.pack("<3d", -1.0, 2.25, 3.5)
+    back = decode_state(blob)
+    assert isinstance(back, NumericState) and back.is_exact
+    assert (back.compression, back.exact_limit, back.encode()) == (300, 1_000, blob)
+    assert back.summary(ALL_LEVELS) == state.summary(ALL_LEVELS)
+    back.add(np.array([0.0]))  # a decoded state accepts more values
+    assert back.count == 4 and back.summary([0.0]).quantiles == ((0.0, -1.0),)
+    # Encoding does not depend on the order the values came in.
+    other = NumericState(300, exact_limit=1_000)
+    for v in (2.25, np.inf, 3.5, -np.inf, np.nan, -1.0, -np.inf):
+        other.add(np.array([v]))
+    assert other.encode() == blob
+
+
+def test_corrupt_exact_states_raise_value_error() -> None:
+    state = NumericState(exact_limit=10)
+    state.add(np.array([1.0, 2.0, 3.0]))
+    blob = state.encode()
+    with pytest.raises(ValueError, match="too short"):
+        decode_state(blob[:30])
+    with pytest.raises(ValueError, match="truncated"):
+        decode_state(blob[:-1])
+    unsorted = blob[:40] + struct.pack("<3d", 2.0, 1.0, 3.0)
+    with pytest.raises(ValueError, match="not sorted"):
+        decode_state(unsorted)
+    with pytest.raises(ValueError, match="finite"):
+        decode_state(blob[:40] + struct.pack("<3d", 1.0, 2.0, math.inf))
+    over = bytearray(blob)
+    struct.pack_into("<I", over, 32, 2)  # limit 2 but three values
+    with pytest.raises(ValueError, match="exact limit"):
+        decode_state(bytes(over))
+    with pytest.raises(ValueError, match="extension"):
+        decode_state(blob + b"\x07")
+    assert decode_state(blob + struct.pack("<BI", 7, 1) + b"x").encode() == blob
+
+
+def test_a_version_1_numeric_state_still_decodes() -> None:
+    # Version 1 bytes as written before exact mode: a fixed header around the golden digest.
+    digest_blob = (GOLDEN / "digest_v1_sample.bin").read_bytes()
+    head = bytes.fromhex("4e010000" + "0500000000000000" + "0200000000000000" + "0100000000000000")
+    blob = head + struct.pack("<I", len(digest_blob)) + digest_blob
+    state = decode_state(blob)
+    assert isinstance(state, NumericState) and not state.is_exact
+    assert (state.count, state.missing, state.pos_inf, state.neg_inf) == (2_000, 5, 2, 1)
+    assert state.compression == 50
+    assert state.summary().max == 3914.06640625
+    assert state.encode() == blob  # digest states are still written as version 1
+    merged = merge_encoded([blob, _ingest(np.arange(10.0), exact_limit=100).encode()])
+    assert isinstance(merged, NumericState) and not merged.is_exact
+    assert merged.count == 2_010
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, 2**32])
+def test_numeric_state_refuses_a_bad_exact_limit(bad: Any) -> None:
+    with pytest.raises(ValueError, match="exact_limit"):
+        NumericState(exact_limit=bad)

@@ -184,14 +184,24 @@ def test_flush_writes_changed_series_as_cumulative_state(store: SQLiteStore) -> 
     assert windows.stats()["series_dirty"] == 0
 
 
-def test_two_writers_merge_counts_and_quantiles(store: SQLiteStore) -> None:
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param(SETTINGS, id="exact-values"),
+        # Digests from the start. At the default compression (1000) fastdigest's p99
+        # of 50,000 lognormal values lands 0.02-0.2 % from numpy depending on how
+        # values were chunked and merged; 2000 centroids keep it inside 0.1 %.
+        pytest.param(SETTINGS.replace(exact_limit=0, compression=2000), id="t-digest"),
+    ],
+)
+def test_two_writers_merge_counts_and_quantiles(store: SQLiteStore, settings: Settings) -> None:
     rng = np.random.default_rng(20240611)
     n = 50_000
     values = rng.lognormal(0.0, 0.75, n)
     timestamps = B + np.sort(rng.uniform(0, 300, n))  # five buckets
     regions = np.array(["eu", "us"])[rng.integers(0, 2, n)]
     clock = Clock(B + 301)
-    writers = [Windows(SETTINGS, store, clock=clock), Windows(SETTINGS, store, clock=clock)]
+    writers = [Windows(settings, store, clock=clock), Windows(settings, store, clock=clock)]
     assert writers[0].writer != writers[1].writer
     for i, start in enumerate(range(0, n, 500)):
         rows = slice(start, start + 500)
@@ -209,10 +219,9 @@ def test_two_writers_merge_counts_and_quantiles(store: SQLiteStore) -> None:
     assert data.versions == ("v1",)
     total = numeric(data.series[feature("x", "*", "*")])
     assert total.count == n
-    levels = [0.5, 0.9, 0.99]
-    for q, got in total.summary(levels).quantiles:
+    for q, got in total.summary([0.5, 0.9, 0.99, 0.999]).quantiles:
         want = float(np.quantile(values, q))
-        assert abs(got - want) / want < 1e-3, (q, got, want)
+        assert abs(got - want) / want < (1e-3 if q < 0.999 else 1e-2), (q, got, want)
     for region in ("eu", "us"):
         part = numeric(data.series[feature("x", f"region={region}", "*")])
         assert part.count == int(np.count_nonzero(regions == region))
