@@ -25,7 +25,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from baselined.v1 import baselined_pb2 as pb
@@ -46,6 +46,7 @@ ERROR_TYPE_NAME = "error_type"
 _NAN = float("nan")
 _INF = float("inf")
 _MAX_PLANS = 64
+_MIN_BLOCK = 4  # narrower mappings are as fast value by value
 
 #: One record: (features, outputs); either may be None.
 Row = tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]
@@ -54,13 +55,14 @@ Row = tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]
 class _Plan:
     """How to copy a mapping with these keys, in this order, in one go."""
 
-    __slots__ = ("get", "keys", "pack", "stride", "width")
+    __slots__ = ("get", "keys", "missing", "pack", "stride", "width")
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self.keys = keys
         self.width = len(keys)
         self.stride = 8 * self.width  # bytes per row
         self.pack = struct.Struct(f"={self.width}d").pack_into
+        self.missing = array("d", [_NAN]) * self.width
         if self.width == 1:
             key = keys[0]
             self.get: Callable[[Mapping[str, Any]], tuple[Any, ...]] = lambda m: (m[key],)
@@ -215,6 +217,10 @@ class Recorder:
         self._free: list[ColumnBuffer] = []
         self._queue: deque[ColumnBuffer] = deque()
         self.sampled = 0
+        # Set by the shipper while the sidecar is unreachable: rows are then
+        # counted and dropped here, before any copying.
+        self.down = False
+        self.dropped_unavailable = 0
         self.dropped_queue_full = 0
         self.signal_overflow = 0
 
@@ -241,11 +247,14 @@ class Recorder:
         cpu: float | None,
         error: bool,
         error_type: str | None,
-        rows: Iterable[Row],
+        rows: Sequence[Row],
     ) -> None:
         """Append one row per element of ``rows``, each carrying the call's signals."""
         ready = False
         with self._lock:
+            if self.down:
+                self.dropped_unavailable += len(rows)
+                return
             for features, outputs in rows:
                 buf = self._current
                 row = buf.n
@@ -285,6 +294,7 @@ class Recorder:
                         try:
                             plan.pack(block.data, row * plan.stride, *plan.get(features))
                         except Exception:  # other keys, a string, None, or out of range
+                            self._unpack_failed(block, row)
                             self._put(buf, row, features, FEATURE)
                 if outputs:
                     block = buf.oblock
@@ -295,11 +305,18 @@ class Recorder:
                         try:
                             plan.pack(block.data, row * plan.stride, *plan.get(outputs))
                         except Exception:
+                            self._unpack_failed(block, row)
                             self._put(buf, row, outputs, OUTPUT)
                 if row + 1 == buf.capacity and self._hand_off() is not None:
                     ready = True
         if ready:
             self._on_ready()
+
+    @staticmethod
+    def _unpack_failed(block: _Block, row: int) -> None:
+        # pack_into zero-fills the row before it fails: make it missing again.
+        width = block.plan.width
+        block.data[row * width : (row + 1) * width] = block.plan.missing
 
     def _make_blocks(
         self,
@@ -319,7 +336,7 @@ class Recorder:
             if not isinstance(value, (int, float)):
                 return None  # strings or missing values: the per-value path
         keys = tuple(values)
-        if len(buf.kinds) + len(keys) > self.max_signals:
+        if len(keys) < _MIN_BLOCK or len(buf.kinds) + len(keys) > self.max_signals:
             return None
         if any(name in buf.kinds for name in keys):
             return None

@@ -348,7 +348,8 @@ class Shadow:
             records_accepted=sh.accepted if sh else 0,
             records_rejected=sh.rejected if sh else 0,
             records_dropped_queue_full=rec.dropped_queue_full,
-            records_dropped_sidecar_unavailable=sh.dropped_unavailable if sh else 0,
+            records_dropped_sidecar_unavailable=rec.dropped_unavailable
+            + (sh.dropped_unavailable if sh else 0),
             records_dropped_signal_overflow=rec.signal_overflow,
             records_dropped_extractor_error=self._extractor_errors,
             reconnects=sh.reconnects if sh else 0,

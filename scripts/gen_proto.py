@@ -39,15 +39,15 @@ def generate(out: Path) -> None:
 
 def generated_files(root: Path) -> set[Path]:
     return {
-        p.relative_to(root)
-        for p in root.rglob("*")
-        if p.is_file() and p.name.endswith(SUFFIXES)
+        p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES)
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the committed stubs are stale")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if the committed stubs are stale"
+    )
     args = parser.parse_args()
     if not args.check:
         generate(PROTO_ROOT)

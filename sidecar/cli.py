@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
+from baselined.v1 import baselined_pb2 as pb
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from baselined.v1 import baselined_pb2 as pb
 from sidecar.errors import ConfigError
 from sidecar.settings import Settings
 from sidecar.timeparse import parse_duration, parse_time
@@ -66,15 +66,27 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata.get('help', '')} (default: {getattr(defaults, f.name)!r})"
         if f.type in ("bool", bool):
-            group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)
+            group.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
         else:
-            group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+            group.add_argument(
+                flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text
+            )
 
 
 def _window_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", help="window from this long ago until now: 30s, 15m, 2h, 1d")
-    parser.add_argument("--start", help="window start: unix seconds or ISO-8601 (default: all retained)")
-    parser.add_argument("--end", help="window end, exclusive: unix seconds or ISO-8601 (default: now)")
+    parser.add_argument(
+        "--start", help="window start: unix seconds or ISO-8601 (default: all retained)"
+    )
+    parser.add_argument(
+        "--end", help="window end, exclusive: unix seconds or ISO-8601 (default: now)"
+    )
     parser.add_argument(
         "--version",
         dest="versions",
@@ -90,7 +102,9 @@ def _target_flags(parser: argparse.ArgumentParser, *, read: bool) -> None:
         default=os.environ.get("BASELINED_TARGET", DEFAULT_TARGET),
         help="sidecar gRPC address, host:port or unix:/path (env BASELINED_TARGET; default %(default)s)",
     )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the sidecar (default 30)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the sidecar (default 30)"
+    )
     if read:
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -101,12 +115,16 @@ def _model_flags(parser: argparse.ArgumentParser, *, required: bool = True) -> N
         "--environment",
         "-e",
         default=os.environ.get("BASELINED_ENVIRONMENT", "production") if required else None,
-        help="environment (env BASELINED_ENVIRONMENT; default production)" if required else "environment",
+        help="environment (env BASELINED_ENVIRONMENT; default production)"
+        if required
+        else "environment",
     )
 
 
 def _actor_flags(parser: argparse.ArgumentParser, *, reason_required: bool) -> None:
-    parser.add_argument("--reason", "-r", required=reason_required, default="", help="why (kept in the audit log)")
+    parser.add_argument(
+        "--reason", "-r", required=reason_required, default="", help="why (kept in the audit log)"
+    )
     parser.add_argument(
         "--actor",
         default=os.environ.get("BASELINED_ACTOR", _default_actor()),
@@ -121,7 +139,9 @@ def _quantile_flags(parser: argparse.ArgumentParser) -> None:
         default=",".join(str(q) for q in DEFAULT_QUANTILES),
         help="comma-separated quantile levels in [0, 1] (default %(default)s)",
     )
-    parser.add_argument("--top-k", type=int, default=10, help="categorical values to show (default 10)")
+    parser.add_argument(
+        "--top-k", type=int, default=10, help="categorical values to show (default 10)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,16 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Freeze the window [start, end) (or the last --since) into an immutable candidate baseline.",
     )
     _model_flags(freeze)
-    freeze.add_argument("--name", "-n", required=True, help="baseline name, unique per model and environment")
+    freeze.add_argument(
+        "--name", "-n", required=True, help="baseline name, unique per model and environment"
+    )
     _actor_flags(freeze, reason_required=False)
     _window_flags(freeze)
-    freeze.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="free label (repeatable)")
-    freeze.add_argument("--promote", action="store_true", help="make the new baseline active right away")
+    freeze.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="free label (repeatable)"
+    )
+    freeze.add_argument(
+        "--promote", action="store_true", help="make the new baseline active right away"
+    )
     _target_flags(freeze, read=True)
 
     blist = bcmd.add_parser("list", help="list baselines")
     _model_flags(blist, required=False)
-    blist.add_argument("--status", choices=sorted(_STATUS_NAMES), help="only baselines with this status")
+    blist.add_argument(
+        "--status", choices=sorted(_STATUS_NAMES), help="only baselines with this status"
+    )
     _target_flags(blist, read=True)
 
     show = bcmd.add_parser("show", help="show a baseline's series: counts, quantiles, top values")
@@ -178,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     _actor_flags(promote, reason_required=True)
     _target_flags(promote, read=True)
 
-    rollback = bcmd.add_parser("rollback", help="make the previously active baseline active again (audited)")
+    rollback = bcmd.add_parser(
+        "rollback", help="make the previously active baseline active again (audited)"
+    )
     _model_flags(rollback)
     _actor_flags(rollback, reason_required=True)
     _target_flags(rollback, read=True)
@@ -190,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = bcmd.add_parser("audit", help="list audit entries of baseline changes")
     _model_flags(audit, required=False)
-    audit.add_argument("--limit", type=int, default=100, help="newest entries to show (default 100)")
+    audit.add_argument(
+        "--limit", type=int, default=100, help="newest entries to show (default 100)"
+    )
     _target_flags(audit, read=True)
 
     windows = commands.add_parser("windows", help="inspect live windows")
@@ -207,8 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Starts a real sidecar on an embedded SQLite store and a small model server wrapped "
         "by the middleware, sends traffic, freezes a baseline, injects a regression and shows it.",
     )
-    demo.add_argument("--workdir", default=None, help="folder for the demo's store and logs (default: a temp dir)")
-    demo.add_argument("--requests", type=int, default=3000, help="requests per phase (default 3000)")
+    demo.add_argument(
+        "--workdir", default=None, help="folder for the demo's store and logs (default: a temp dir)"
+    )
+    demo.add_argument(
+        "--requests", type=int, default=3000, help="requests per phase (default 3000)"
+    )
     return parser
 
 
@@ -234,7 +270,9 @@ def _quantiles(text: str) -> list[float]:
     try:
         levels = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise _UsageError(f"--quantiles must be numbers separated by commas, got {text!r}") from None
+        raise _UsageError(
+            f"--quantiles must be numbers separated by commas, got {text!r}"
+        ) from None
     bad = [q for q in levels if not 0.0 <= q <= 1.0]
     if bad:
         raise _UsageError(f"--quantiles must lie in [0, 1], got {bad}")
@@ -252,7 +290,9 @@ def _labels(items: Sequence[str]) -> dict[str, str]:
 
 
 def _as_dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def _print_json(message: Message) -> None:
@@ -284,15 +324,21 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     return "\n".join(lines)
 
 
 def _print_baseline(b: pb.Baseline) -> None:
     print(f"baseline {b.id}  {b.model}/{b.environment}  name={b.name}  status={_status(b.status)}")
     print(f"  window   {_fmt_time(b.window_start)} .. {_fmt_time(b.window_end)}")
-    print(f"  created  {_fmt_time(b.created_at)} by {b.created_by or '-'}  reason: {b.reason or '-'}")
-    print(f"  versions {', '.join(b.versions) or '-'}  series={b.series_count}  records={b.record_count}")
+    print(
+        f"  created  {_fmt_time(b.created_at)} by {b.created_by or '-'}  reason: {b.reason or '-'}"
+    )
+    print(
+        f"  versions {', '.join(b.versions) or '-'}  series={b.series_count}  records={b.record_count}"
+    )
     if b.parent_id:
         print(f"  parent   {b.parent_id}")
     if b.fingerprint.hash:
@@ -304,7 +350,14 @@ def _series_table(series: Sequence[pb.SeriesSummary], levels: Sequence[float]) -
     headers += [f"p{q * 100:g}" for q in levels]
     rows = []
     for s in series:
-        row = [s.version or "-", s.slice, _kind(s.kind), s.signal, str(s.count), f"{s.missing_rate:.2%}"]
+        row = [
+            s.version or "-",
+            s.slice,
+            _kind(s.kind),
+            s.signal,
+            str(s.count),
+            f"{s.missing_rate:.2%}",
+        ]
         if s.categorical:
             top = ", ".join(f"{c.value}:{c.count}" for c in s.top_values[:3])
             row += ["", f"[{s.distinct} distinct] {top}", ""] + [""] * len(levels)
@@ -349,7 +402,9 @@ def _cmd_freeze(args: argparse.Namespace) -> int:
             labels=_labels(args.label),
         )
         if args.promote:
-            baseline = client.promote(baseline.id, reason=args.reason or "frozen with --promote", actor=args.actor)
+            baseline = client.promote(
+                baseline.id, reason=args.reason or "frozen with --promote", actor=args.actor
+            )
     if args.json:
         _print_json(baseline)
     else:
@@ -360,18 +415,33 @@ def _cmd_freeze(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     status = _STATUS_NAMES.get(args.status or "", 0)
     with _client(args) as client:
-        response = client.list(model=args.model or "", environment=args.environment or "", status=status)
+        response = client.list(
+            model=args.model or "", environment=args.environment or "", status=status
+        )
     if args.json:
         _print_json(response)
         return EXIT_OK
     rows = [
-        [b.id, b.model, b.environment, b.name, _status(b.status), _fmt_time(b.created_at), str(b.record_count), b.reason]
+        [
+            b.id,
+            b.model,
+            b.environment,
+            b.name,
+            _status(b.status),
+            _fmt_time(b.created_at),
+            str(b.record_count),
+            b.reason,
+        ]
         for b in response.baselines
     ]
     if not rows:
         print("no baselines")
         return EXIT_OK
-    print(_table(["id", "model", "environment", "name", "status", "created", "records", "reason"], rows))
+    print(
+        _table(
+            ["id", "model", "environment", "name", "status", "created", "records", "reason"], rows
+        )
+    )
     return EXIT_OK
 
 
@@ -404,17 +474,23 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(baseline)
     else:
-        print(f"{baseline.id} ({baseline.name}) is now active for {baseline.model}/{baseline.environment}")
+        print(
+            f"{baseline.id} ({baseline.name}) is now active for {baseline.model}/{baseline.environment}"
+        )
     return EXIT_OK
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        baseline = client.rollback(model=args.model, environment=args.environment, reason=args.reason, actor=args.actor)
+        baseline = client.rollback(
+            model=args.model, environment=args.environment, reason=args.reason, actor=args.actor
+        )
     if args.json:
         _print_json(baseline)
     else:
-        print(f"rolled back: {baseline.id} ({baseline.name}) is active again for {baseline.model}/{baseline.environment}")
+        print(
+            f"rolled back: {baseline.id} ({baseline.name}) is active again for {baseline.model}/{baseline.environment}"
+        )
     return EXIT_OK
 
 
@@ -432,12 +508,22 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if args.limit <= 0:
         raise _UsageError("--limit must be greater than 0")
     with _client(args) as client:
-        response = client.audit(model=args.model or "", environment=args.environment or "", limit=args.limit)
+        response = client.audit(
+            model=args.model or "", environment=args.environment or "", limit=args.limit
+        )
     if args.json:
         _print_json(response)
         return EXIT_OK
     rows = [
-        [str(e.seq), _fmt_time(e.time), e.actor, e.action, f"{e.model}/{e.environment}", e.target, e.reason]
+        [
+            str(e.seq),
+            _fmt_time(e.time),
+            e.actor,
+            e.action,
+            f"{e.model}/{e.environment}",
+            e.target,
+            e.reason,
+        ]
         for e in response.entries
     ]
     if not rows:

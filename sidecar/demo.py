@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-
 from baselined.v1 import baselined_pb2 as pb
 
 __all__ = ["run_demo"]
@@ -51,7 +50,9 @@ def _say(text: str) -> None:
     print(f"[demo] {text}", flush=True)
 
 
-def _wait_for_sidecar(target: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+def _wait_for_sidecar(
+    target: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0
+) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     deadline = time.monotonic() + timeout
@@ -59,7 +60,9 @@ def _wait_for_sidecar(target: str, process: subprocess.Popen[bytes], log: Path, 
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"the sidecar exited with code {process.returncode}:\n{log.read_text()}")
+                raise RuntimeError(
+                    f"the sidecar exited with code {process.returncode}:\n{log.read_text()}"
+                )
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -67,7 +70,9 @@ def _wait_for_sidecar(target: str, process: subprocess.Popen[bytes], log: Path, 
             except grpc.RpcError:
                 pass
             time.sleep(0.1)
-    raise RuntimeError(f"the sidecar did not become ready within {timeout:.0f} s; log:\n{log.read_text()}")
+    raise RuntimeError(
+        f"the sidecar did not become ready within {timeout:.0f} s; log:\n{log.read_text()}"
+    )
 
 
 def _wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -109,14 +114,18 @@ def _send_traffic(port: int, count: int, rng: random.Random, phase: str) -> None
             "distance_km": rng.gammavariate(2.0, 15.0),
         }
         body = json.dumps({"request_id": f"{phase}-{i}", "features": features}).encode()
-        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10.0) as response:
             response.read()
         if (i + 1) % step == 0:
             _say(f"  {phase}: {i + 1}/{count} requests")
 
 
-def _run_model_server(port: int, target: str, version: str, regression: bool, workdir: Path) -> subprocess.Popen[bytes]:
+def _run_model_server(
+    port: int, target: str, version: str, regression: bool, workdir: Path
+) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "sidecar.demo_server",
         "--port", str(port), "--target", target, "--model", MODEL,
@@ -124,15 +133,17 @@ def _run_model_server(port: int, target: str, version: str, regression: bool, wo
     ]  # fmt: skip
     if regression:
         cmd.append("--regression")
-    log = open(workdir / f"model-{version}.log", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env())
+    with open(workdir / f"model-{version}.log", "wb") as log:  # the child keeps its own copy
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env())
 
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     root = Path(__file__).resolve().parent.parent
     extra = [str(root), str(root / "proto")]
-    env["PYTHONPATH"] = os.pathsep.join(extra + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = os.pathsep.join(
+        extra + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
     return env
 
 
@@ -180,7 +191,13 @@ def _shift_z(base: pb.SeriesSummary, live_value: float, q: float, n_live: int) -
         hi = min(i for i, v in enumerate(values) if v >= live_value)
         if values[hi] == values[lo]:  # a flat stretch (discrete values): the CDF jumps here
             same = [levels[i] for i, v in enumerate(values) if v == live_value]
-            cdf = q if same and same[0] <= q <= same[-1] else (same[0] + same[-1]) / 2 if same else levels[lo]
+            cdf = (
+                q
+                if same and same[0] <= q <= same[-1]
+                else (same[0] + same[-1]) / 2
+                if same
+                else levels[lo]
+            )
         else:
             t = (live_value - values[lo]) / (values[hi] - values[lo])
             cdf = levels[lo] + t * (levels[hi] - levels[lo])
@@ -194,7 +211,11 @@ GRID_SET = frozenset(GRID)
 def _compare(baseline: pb.BaselineView, live: pb.WindowView) -> list[tuple[str, str, bool]]:
     """Print the side-by-side table; return (kind, signal, shifted) per series."""
     base, now = _numeric(baseline.series), _numeric(live.series)
-    print(f"{'series':<26}" + "".join(f"{'p' + format(q * 100, 'g'):>30}" for q in LEVELS) + "  verdict")
+    print(
+        f"{'series':<26}"
+        + "".join(f"{'p' + format(q * 100, 'g'):>30}" for q in LEVELS)
+        + "  verdict"
+    )
     print(f"{'':<26}" + "".join(f"{'baseline -> live (change)':>30}" for _ in LEVELS))
     results = []
     for key in sorted(base):
@@ -209,7 +230,11 @@ def _compare(baseline: pb.BaselineView, live: pb.WindowView) -> list[tuple[str, 
             shifted = shifted or (abs(z) > Z_LIMIT and abs(change) > MIN_CHANGE)
             cells.append(f"{b:9.4g} -> {v:9.4g} ({change:+7.1%})")
         name = f"{key[0]}:{key[1]}"
-        print(f"{name:<26}" + "".join(f"{c:>30}" for c in cells) + ("  SHIFTED" if shifted else "  ok"))
+        print(
+            f"{name:<26}"
+            + "".join(f"{c:>30}" for c in cells)
+            + ("  SHIFTED" if shifted else "  ok")
+        )
         results.append((key[0], key[1], shifted))
     return results
 
@@ -233,15 +258,28 @@ def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
     sidecar_log = folder / "sidecar.log"
     _say(f"work folder {folder}")
     _say(f"starting the sidecar on {target} with store {store_url}")
-    sidecar = subprocess.Popen(
-        [
-            sys.executable, "-m", "sidecar.cli", "serve", "--listen", target, "--store", store_url,
-            "--bucket-seconds", str(int(bucket_seconds)), "--flush-interval", "0.5", "--instance", "demo-sidecar",
-        ],  # fmt: skip
-        stdout=open(sidecar_log, "wb"),  # noqa: SIM115 - closed with the process
-        stderr=subprocess.STDOUT,
-        env=_child_env(),
-    )
+    with open(sidecar_log, "wb") as sidecar_out:  # the child keeps its own copy
+        sidecar = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sidecar.cli",
+                "serve",
+                "--listen",
+                target,
+                "--store",
+                store_url,
+                "--bucket-seconds",
+                str(int(bucket_seconds)),
+                "--flush-interval",
+                "0.5",
+                "--instance",
+                "demo-sidecar",
+            ],
+            stdout=sidecar_out,
+            stderr=subprocess.STDOUT,
+            env=_child_env(),
+        )
     rng = random.Random(7)
     code = 1
     try:
@@ -289,7 +327,9 @@ def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
         caught = expected <= shifted
         quiet = not (untouched & shifted)
         if caught and quiet:
-            _say("caught: latency and the score moved after the dependency update; the inputs did not.")
+            _say(
+                "caught: latency and the score moved after the dependency update; the inputs did not."
+            )
             code = 0
         else:
             _say(f"NOT caught as expected: shifted={sorted(shifted)}")

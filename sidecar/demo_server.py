@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="fraud")
     parser.add_argument("--version", default="v1")
     parser.add_argument("--environment", default="demo")
-    parser.add_argument("--regression", action="store_true", help="behave as after a bad dependency update")
+    parser.add_argument(
+        "--regression", action="store_true", help="behave as after a bad dependency update"
+    )
     args = parser.parse_args(argv)
 
     shadow = middleware.Shadow(

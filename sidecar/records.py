@@ -54,7 +54,13 @@ class Kind(StrEnum):
         return _NUMBER_BY_KIND[self]
 
 
-_KIND_BY_NUMBER = {1: Kind.FEATURE, 2: Kind.OUTPUT, 3: Kind.LATENCY, 4: Kind.RESOURCE, 5: Kind.ERROR}
+_KIND_BY_NUMBER = {
+    1: Kind.FEATURE,
+    2: Kind.OUTPUT,
+    3: Kind.LATENCY,
+    4: Kind.RESOURCE,
+    5: Kind.ERROR,
+}
 _NUMBER_BY_KIND = {v: k for k, v in _KIND_BY_NUMBER.items()}
 
 

@@ -46,21 +46,34 @@ def _non_negative(value: float) -> str | None:
 class Settings:
     """Everything `baselined serve` can be told. See ``docs/configuration.md``."""
 
-    listen: str = field(default="127.0.0.1:50051", metadata={"help": "gRPC address: host:port or unix:/path"})
+    listen: str = field(
+        default="127.0.0.1:50051", metadata={"help": "gRPC address: host:port or unix:/path"}
+    )
     store: str = field(
         default="sqlite:///baselined.db",
-        metadata={"help": "store URL: sqlite:///relative.db, sqlite:////abs.db, :memory:, redis://host:port/db"},
+        metadata={
+            "help": "store URL: sqlite:///relative.db, sqlite:////abs.db, :memory:, redis://host:port/db"
+        },
     )
-    instance: str = field(default_factory=default_instance, metadata={"help": "this sidecar's writer id"})
-    bucket_seconds: int = field(default=60, metadata={"help": "width of a window bucket", "check": _positive})
+    instance: str = field(
+        default_factory=default_instance, metadata={"help": "this sidecar's writer id"}
+    )
+    bucket_seconds: int = field(
+        default=60, metadata={"help": "width of a window bucket", "check": _positive}
+    )
     flush_interval: float = field(
-        default=5.0, metadata={"help": "seconds between flushes of live windows to the store", "check": _positive}
+        default=5.0,
+        metadata={
+            "help": "seconds between flushes of live windows to the store",
+            "check": _positive,
+        },
     )
     retention_seconds: int = field(
         default=7 * 24 * 3600, metadata={"help": "how long window data is kept", "check": _positive}
     )
     compression: int = field(
-        default=1000, metadata={"help": "t-digest size (max centroids) per series", "check": _positive}
+        default=1000,
+        metadata={"help": "t-digest size (max centroids) per series", "check": _positive},
     )
     exact_limit: int = field(
         default=65536,
@@ -71,13 +84,22 @@ class Settings:
         },
     )
     categorical_capacity: int = field(
-        default=256, metadata={"help": "distinct values kept exactly per categorical series", "check": _positive}
+        default=256,
+        metadata={
+            "help": "distinct values kept exactly per categorical series",
+            "check": _positive,
+        },
     )
     max_batch_bytes: int = field(
-        default=4 * 1024 * 1024, metadata={"help": "largest accepted batch message", "check": _positive}
+        default=4 * 1024 * 1024,
+        metadata={"help": "largest accepted batch message", "check": _positive},
     )
-    max_batch_rows: int = field(default=65536, metadata={"help": "most rows in one batch", "check": _positive})
-    max_signals: int = field(default=256, metadata={"help": "most signals in one batch", "check": _positive})
+    max_batch_rows: int = field(
+        default=65536, metadata={"help": "most rows in one batch", "check": _positive}
+    )
+    max_signals: int = field(
+        default=256, metadata={"help": "most signals in one batch", "check": _positive}
+    )
     max_slice_attributes: int = field(
         default=16, metadata={"help": "most slice attributes in one batch", "check": _non_negative}
     )
@@ -89,11 +111,13 @@ class Settings:
         },
     )
     max_clock_skew: float = field(
-        default=300.0, metadata={"help": "how far in the future a timestamp may be", "check": _non_negative}
+        default=300.0,
+        metadata={"help": "how far in the future a timestamp may be", "check": _non_negative},
     )
     reflection: bool = field(default=True, metadata={"help": "serve gRPC server reflection"})
     shutdown_grace: float = field(
-        default=10.0, metadata={"help": "seconds to finish in-flight calls on SIGTERM", "check": _non_negative}
+        default=10.0,
+        metadata={"help": "seconds to finish in-flight calls on SIGTERM", "check": _non_negative},
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
 
@@ -103,9 +127,13 @@ class Settings:
             if check is not None:
                 problem = check(getattr(self, f.name))
                 if problem:
-                    raise ConfigError(f"setting {f.name!r} {problem}, got {getattr(self, f.name)!r}")
+                    raise ConfigError(
+                        f"setting {f.name!r} {problem}, got {getattr(self, f.name)!r}"
+                    )
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
-            raise ConfigError(f"setting 'log_level' must be debug, info, warning or error, got {self.log_level!r}")
+            raise ConfigError(
+                f"setting 'log_level' must be debug, info, warning or error, got {self.log_level!r}"
+            )
         if not self.listen:
             raise ConfigError("setting 'listen' must not be empty")
         if not self.instance:

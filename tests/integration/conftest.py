@@ -59,13 +59,17 @@ class SidecarProcess:
             *self.extra,
         ]  # fmt: skip
         self.logfile = open(self.log, "ab")  # noqa: SIM115 - closed in reap()
-        self.process = subprocess.Popen(cmd, stdout=self.logfile, stderr=subprocess.STDOUT, env=child_env())
+        self.process = subprocess.Popen(
+            cmd, stdout=self.logfile, stderr=subprocess.STDOUT, env=child_env()
+        )
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    pytest.fail(f"sidecar exited with {self.process.returncode}:\n{self.log.read_text()}")
+                    pytest.fail(
+                        f"sidecar exited with {self.process.returncode}:\n{self.log.read_text()}"
+                    )
                 try:
                     reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:

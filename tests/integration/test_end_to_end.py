@@ -58,9 +58,16 @@ def _dropped(shadow: middleware.Shadow) -> int:
     return stats.records_dropped_sidecar_unavailable + stats.records_dropped_queue_full
 
 
-def _shadowed_handler(target: str, model: str) -> tuple[middleware.Shadow, Callable[[dict[str, float]], float]]:
+def _shadowed_handler(
+    target: str, model: str
+) -> tuple[middleware.Shadow, Callable[[dict[str, float]], float]]:
     shadow = middleware.Shadow(
-        model=model, version="v1", environment="test", target=target, sample_rate=1.0, flush_interval=0.2
+        model=model,
+        version="v1",
+        environment="test",
+        target=target,
+        sample_rate=1.0,
+        flush_interval=0.2,
     )
 
     def handler(features: dict[str, float]) -> float:
@@ -92,7 +99,9 @@ def test_fifty_thousand_calls_freeze_show_restart(
         "--environment", "test", "--name", "golden", "--since", "1h", "--reason", "acceptance", "--json",
     )  # fmt: skip
     baseline_id = frozen["id"]
-    _run_cli(capsys, "baselines", "promote", baseline_id, "--target", sidecar.target, "--reason", "ok")
+    _run_cli(
+        capsys, "baselines", "promote", baseline_id, "--target", sidecar.target, "--reason", "ok"
+    )
 
     def check_view() -> None:
         view = _run_cli(
@@ -140,7 +149,9 @@ def test_stopped_sidecar_never_reaches_the_caller(
     sidecar_factory: type[SidecarProcess], unique_model: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    sidecar = sidecar_factory(store=f"sqlite:///{tmp_path / 's.db'}", port=port, log=tmp_path / "a.log")
+    sidecar = sidecar_factory(
+        store=f"sqlite:///{tmp_path / 's.db'}", port=port, log=tmp_path / "a.log"
+    )
     sidecar.start()
     shadow, handler = _shadowed_handler(sidecar.target, unique_model)
     try:
@@ -160,7 +171,9 @@ def test_stopped_sidecar_never_reaches_the_caller(
             time.sleep(0.05)
         assert _dropped(shadow) > dropped_before, "drop counter did not rise"
 
-        back = sidecar_factory(store=f"sqlite:///{tmp_path / 's.db'}", port=port, log=tmp_path / "b.log")
+        back = sidecar_factory(
+            store=f"sqlite:///{tmp_path / 's.db'}", port=port, log=tmp_path / "b.log"
+        )
         back.start()
         accepted_before = shadow.stats().records_accepted
         deadline = time.monotonic() + 30

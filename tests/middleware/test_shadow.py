@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import os
 import random
 import socket
+import subprocess
+import sys
 import traceback
 from typing import Any
 
@@ -398,3 +401,35 @@ def test_calls_after_close_still_run_the_handler(ingest: IngestServer) -> None:
     sh.close(timeout=5.0)
     assert fn({"x": 2.0}) == "ok"
     assert ingest.servicer.records == 1
+
+
+FORK_SCRIPT = """
+import os, sys
+import middleware
+sh = middleware.Shadow(model="m", target=sys.argv[1], flush_interval=0.05, atexit=False)
+fn = sh.wrap(lambda row: row["x"])
+pid = os.fork()  # like gunicorn: workers fork after import, before traffic
+if pid == 0:
+    for i in range(100):
+        fn({"x": float(i), "who": "child"})
+    sh.close(timeout=5.0)
+    os._exit(0 if sh.stats().records_accepted == 100 else 3)
+_, status = os.waitpid(pid, 0)
+for i in range(50):
+    fn({"x": float(i), "who": "parent"})
+sh.close(timeout=5.0)
+sys.exit(os.waitstatus_to_exitcode(status) or (0 if sh.stats().records_accepted == 50 else 4))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_worker_ships_its_own_records(ingest: IngestServer) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", "proto"])}
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, ingest.target], env=env, timeout=60, check=False
+    )
+    assert done.returncode == 0
+    who = [r["who"] for r in ingest.servicer.rows()]
+    assert who.count("child") == 100 and who.count("parent") == 50
+    instances = {b.instance for b in ingest.servicer.batches}
+    assert len(instances) == 2  # each process names itself with its own pid
