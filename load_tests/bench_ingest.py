@@ -132,7 +132,7 @@ def in_process(batches: list[pb.SampleBatch], repeat: int) -> None:
     s = settings()
     print(
         f"  decode_batch only               "
-        f"{rate(records, timed(lambda: [decode_batch(b, s, now=clock()) for b in batches], repeat))}"  # noqa: E501
+        f"{rate(records, timed(lambda: [decode_batch(b, s, now=clock()) for b in batches], repeat))}"
     )
     plain = make_batches(len(batches), slices=False)
     for label, data, exact_limit in (
