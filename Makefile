@@ -48,7 +48,7 @@ proto-check: $(STAMP)  ## fail if the committed stubs are stale
 
 bench: $(STAMP)  ## run the load_tests benchmarks (prints figures and ratios)
 	$(PY) load_tests/bench_middleware.py
-	$(PY) load_tests/bench_ingest.py
+	$(PY) load_tests/bench_ingest.py --grpc
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -213,10 +213,10 @@ def _compare(baseline: pb.BaselineView, live: pb.WindowView) -> list[tuple[str, 
     base, now = _numeric(baseline.series), _numeric(live.series)
     print(
         f"{'series':<26}"
-        + "".join(f"{'p' + format(q * 100, 'g'):>30}" for q in LEVELS)
+        + "".join(f"  {'p' + format(q * 100, 'g'):>30}" for q in LEVELS)
         + "  verdict"
     )
-    print(f"{'':<26}" + "".join(f"{'baseline -> live (change)':>30}" for _ in LEVELS))
+    print(f"{'':<26}" + "".join(f"  {'baseline -> live (change)':>30}" for _ in LEVELS))
     results = []
     for key in sorted(base):
         if key not in now:
@@ -232,7 +232,7 @@ def _compare(baseline: pb.BaselineView, live: pb.WindowView) -> list[tuple[str, 
         name = f"{key[0]}:{key[1]}"
         print(
             f"{name:<26}"
-            + "".join(f"{c:>30}" for c in cells)
+            + "".join(f"  {c:>30}" for c in cells)
             + ("  SHIFTED" if shifted else "  ok")
         )
         results.append((key[0], key[1], shifted))
