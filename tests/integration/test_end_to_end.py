@@ -61,6 +61,9 @@ def _dropped(shadow: middleware.Shadow) -> int:
 def _shadowed_handler(
     target: str, model: str
 ) -> tuple[middleware.Shadow, Callable[[dict[str, float]], float]]:
+    # The test loops call the handler as fast as Python can (no model work), far
+    # above real traffic; a deeper queue than the default keeps a CPU-starved CI
+    # machine from dropping rows while the shipper waits for the GIL.
     shadow = middleware.Shadow(
         model=model,
         version="v1",
@@ -68,6 +71,7 @@ def _shadowed_handler(
         target=target,
         sample_rate=1.0,
         flush_interval=0.2,
+        queue_batches=256,
     )
 
     def handler(features: dict[str, float]) -> float:
@@ -93,6 +97,7 @@ def test_fifty_thousand_calls_freeze_show_restart(
     shadow.close(timeout=30.0)
     stats = shadow.stats()
     assert stats.sampled == N_CALLS
+    assert stats.records_accepted == N_CALLS, stats
 
     frozen = _run_cli(
         capsys, "baselines", "freeze", "--target", sidecar.target, "--model", unique_model,
