@@ -22,6 +22,19 @@ class BaselineStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BASELINE_STATUS_CANDIDATE: _ClassVar[BaselineStatus]
     BASELINE_STATUS_ACTIVE: _ClassVar[BaselineStatus]
     BASELINE_STATUS_RETIRED: _ClassVar[BaselineStatus]
+
+class Severity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEVERITY_UNSPECIFIED: _ClassVar[Severity]
+    SEVERITY_MINOR: _ClassVar[Severity]
+    SEVERITY_MODERATE: _ClassVar[Severity]
+    SEVERITY_SEVERE: _ClassVar[Severity]
+
+class AlertState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_STATE_UNSPECIFIED: _ClassVar[AlertState]
+    ALERT_STATE_FIRING: _ClassVar[AlertState]
+    ALERT_STATE_RESOLVED: _ClassVar[AlertState]
 SIGNAL_KIND_UNSPECIFIED: SignalKind
 SIGNAL_KIND_FEATURE: SignalKind
 SIGNAL_KIND_OUTPUT: SignalKind
@@ -32,6 +45,13 @@ BASELINE_STATUS_UNSPECIFIED: BaselineStatus
 BASELINE_STATUS_CANDIDATE: BaselineStatus
 BASELINE_STATUS_ACTIVE: BaselineStatus
 BASELINE_STATUS_RETIRED: BaselineStatus
+SEVERITY_UNSPECIFIED: Severity
+SEVERITY_MINOR: Severity
+SEVERITY_MODERATE: Severity
+SEVERITY_SEVERE: Severity
+ALERT_STATE_UNSPECIFIED: AlertState
+ALERT_STATE_FIRING: AlertState
+ALERT_STATE_RESOLVED: AlertState
 
 class Fingerprint(_message.Message):
     __slots__ = ("hash", "fields")
@@ -408,3 +428,136 @@ class ListAuditResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class Effect(_message.Message):
+    __slots__ = ("name", "estimate", "lower", "upper", "guardrail", "unit", "severity")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAIL_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    estimate: float
+    lower: float
+    upper: float
+    guardrail: float
+    unit: str
+    severity: Severity
+    def __init__(self, name: _Optional[str] = ..., estimate: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., guardrail: _Optional[float] = ..., unit: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ...) -> None: ...
+
+class SeriesFinding(_message.Message):
+    __slots__ = ("version", "slice", "signal", "kind", "effects", "severity", "baseline_count", "live_count", "phase")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SLICE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    EFFECTS_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LIVE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    slice: str
+    signal: str
+    kind: SignalKind
+    effects: _containers.RepeatedCompositeFieldContainer[Effect]
+    severity: Severity
+    baseline_count: int
+    live_count: int
+    phase: str
+    def __init__(self, version: _Optional[str] = ..., slice: _Optional[str] = ..., signal: _Optional[str] = ..., kind: _Optional[_Union[SignalKind, str]] = ..., effects: _Optional[_Iterable[_Union[Effect, _Mapping]]] = ..., severity: _Optional[_Union[Severity, str]] = ..., baseline_count: _Optional[int] = ..., live_count: _Optional[int] = ..., phase: _Optional[str] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("fingerprint", "model", "environment", "severity", "state", "started_at", "updated_at", "resolved_at", "baseline_id", "window_start", "window_end", "series", "summary", "playbook_url", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PLAYBOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    model: str
+    environment: str
+    severity: Severity
+    state: AlertState
+    started_at: float
+    updated_at: float
+    resolved_at: float
+    baseline_id: str
+    window_start: float
+    window_end: float
+    series: _containers.RepeatedCompositeFieldContainer[SeriesFinding]
+    summary: str
+    playbook_url: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, fingerprint: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., state: _Optional[_Union[AlertState, str]] = ..., started_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., resolved_at: _Optional[float] = ..., baseline_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., series: _Optional[_Iterable[_Union[SeriesFinding, _Mapping]]] = ..., summary: _Optional[str] = ..., playbook_url: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("model", "environment", "include_resolved")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    include_resolved: bool
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., include_resolved: _Optional[bool] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("alerts",)
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+
+class WatchAlertsRequest(_message.Message):
+    __slots__ = ("model", "environment")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
+
+class CompareRequest(_message.Message):
+    __slots__ = ("model", "environment")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
+
+class CompareResponse(_message.Message):
+    __slots__ = ("model", "environment", "baseline_id", "window_start", "window_end", "alpha_per_test", "duration_seconds", "findings")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_PER_TEST_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    baseline_id: str
+    window_start: float
+    window_end: float
+    alpha_per_test: float
+    duration_seconds: float
+    findings: _containers.RepeatedCompositeFieldContainer[SeriesFinding]
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., baseline_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., alpha_per_test: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[SeriesFinding, _Mapping]]] = ...) -> None: ...

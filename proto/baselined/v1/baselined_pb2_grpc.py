@@ -559,3 +559,163 @@ class Baselines:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AlertsStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListAlerts = channel.unary_unary(
+                '/baselined.v1.Alerts/ListAlerts',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.WatchAlerts = channel.unary_stream(
+                '/baselined.v1.Alerts/WatchAlerts',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.WatchAlertsRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.Alert.FromString,
+                _registered_method=True)
+        self.Compare = channel.unary_unary(
+                '/baselined.v1.Alerts/Compare',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.CompareRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.CompareResponse.FromString,
+                _registered_method=True)
+
+
+class AlertsServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def ListAlerts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchAlerts(self, request, context):
+        """Every alert state change (firing, escalated, resolved) as it happens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Compare(self, request, context):
+        """Run a comparison of (model, environment) now and return every series' effects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AlertsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.ListAlertsRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'WatchAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAlerts,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.WatchAlertsRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.Alert.SerializeToString,
+            ),
+            'Compare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compare,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.CompareRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.CompareResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baselined.v1.Alerts', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baselined.v1.Alerts', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Alerts:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Alerts/ListAlerts',
+            baselined_dot_v1_dot_baselined__pb2.ListAlertsRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/baselined.v1.Alerts/WatchAlerts',
+            baselined_dot_v1_dot_baselined__pb2.WatchAlertsRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Alerts/Compare',
+            baselined_dot_v1_dot_baselined__pb2.CompareRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.CompareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
