@@ -12,15 +12,19 @@ Runs inside the model server and needs only grpcio and protobuf.
 
 from __future__ import annotations
 
+from middleware.asgi import BaselinedASGIMiddleware
 from middleware.client import Client, ClientError
 from middleware.extractors import default_features, default_outputs, from_dict, numpy_rows
 from middleware.fingerprint import Fingerprint, compute_fingerprint, process_fingerprint
 from middleware.sampling import Sampler, sample_by_id
 from middleware.shadow import Shadow, ShadowStats, shadow
 from middleware.shipper import Backoff
+from middleware.wsgi import BaselinedWSGIMiddleware
 
 __all__ = [
     "Backoff",
+    "BaselinedASGIMiddleware",
+    "BaselinedWSGIMiddleware",
     "Client",
     "ClientError",
     "Fingerprint",

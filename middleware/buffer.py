@@ -47,6 +47,8 @@ _NAN = float("nan")
 _INF = float("inf")
 _MAX_PLANS = 64
 _MIN_BLOCK = 4  # narrower mappings are as fast value by value
+#: Most per-row slice attributes in one buffer (the sidecar accepts 16 with batch_slices).
+MAX_SLICE_COLUMNS = 8
 
 #: One record: (features, outputs); either may be None.
 Row = tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]
@@ -104,6 +106,7 @@ class ColumnBuffer:
         "numeric",
         "oblock",
         "request_ids",
+        "slices",
         "started",
         "timestamps",
         "tried_blocks",
@@ -120,6 +123,7 @@ class ColumnBuffer:
         self.has_ids = False
         self.numeric: dict[str, array[float]] = {}
         self.categorical: dict[str, list[str]] = {}
+        self.slices: dict[str, list[str]] = {}  # per-row slice attributes ("" = none)
         self.kinds: dict[str, int] = {}
         self.blocks: list[_Block] = []
         self.in_block: dict[str, tuple[_Block, int]] = {}
@@ -168,8 +172,12 @@ class ColumnBuffer:
         for cat in self.categorical.values():
             cat[:] = empty
             self._spare_cat.append(cat)
+        for scol in self.slices.values():
+            scol[:] = empty
+            self._spare_cat.append(scol)
         self.numeric.clear()
         self.categorical.clear()
+        self.slices.clear()
         self.kinds.clear()
         self.blocks.clear()
         self.in_block.clear()
@@ -248,8 +256,10 @@ class Recorder:
         error: bool,
         error_type: str | None,
         rows: Sequence[Row],
+        slices: Mapping[str, str] | None = None,
     ) -> None:
-        """Append one row per element of ``rows``, each carrying the call's signals."""
+        """Append one row per element of ``rows``, each carrying the call's signals
+        (and its per-row slice attributes ``slices``, when given)."""
         ready = False
         with self._lock:
             if self.down:
@@ -283,6 +293,8 @@ class Recorder:
                         col[row] = cpu
                 if error_type is not None:
                     self._slow(buf, row, ERROR_TYPE_NAME, error_type, ERROR)
+                if slices:
+                    self._put_slices(buf, row, slices)
                 if not buf.tried_blocks:
                     self._make_blocks(buf, features, outputs)
                 if features:
@@ -363,6 +375,19 @@ class Recorder:
                 except Exception:  # str, None, or a number out of range
                     pass
             self._slow(buf, row, name, value, kind)
+
+    def _put_slices(self, buf: ColumnBuffer, row: int, slices: Mapping[str, str]) -> None:
+        cols = buf.slices
+        for name, value in slices.items():
+            col = cols.get(name)
+            if col is None:
+                if len(cols) >= MAX_SLICE_COLUMNS:
+                    if buf.last_overflow_row != row:  # count each row once
+                        buf.last_overflow_row = row
+                        self.signal_overflow += 1
+                    continue
+                col = cols[name] = buf._spare_cat.pop() if buf._spare_cat else list(buf._empty)
+            col[row] = value
 
     def _slow(self, buf: ColumnBuffer, row: int, name: str, value: Any, kind: int) -> None:
         if value is None:

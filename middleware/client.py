@@ -1,4 +1,4 @@
-"""``Client``: a small typed client for the sidecar's ``Baselines`` service.
+"""``Client``: a small typed client for the sidecar's ``Baselines`` and ``Alerts`` services.
 
 >>> with Client("127.0.0.1:50051") as client:  # doctest: +SKIP
 ...     baseline = client.freeze("ranker", "production", name="2024-w1", reason="weekly")
@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -20,7 +20,7 @@ M = TypeVar("M")
 
 
 class ClientError(Exception):
-    """A ``Baselines`` call failed. ``code`` is the ``grpc.StatusCode``; ``details``
+    """A ``Baselines`` or ``Alerts`` call failed. ``code`` is the ``grpc.StatusCode``; ``details``
     the server's message."""
 
     def __init__(self, method: str, code: grpc.StatusCode, details: str) -> None:
@@ -54,14 +54,13 @@ class Client:
         self._own_channel = channel is None
         self._channel = channel if channel is not None else grpc.insecure_channel(target)
         self._stub: Any = pb_grpc.BaselinesStub(self._channel)  # type: ignore[no-untyped-call]
+        self._alerts: Any = pb_grpc.AlertsStub(self._channel)  # type: ignore[no-untyped-call]
 
-    def _call(self, method: str, request: Any, _type: Callable[..., M]) -> M:
+    def _call(self, method: str, request: Any, _type: Callable[..., M], stub: Any = None) -> M:
         try:
-            response: M = getattr(self._stub, method)(request, timeout=self.timeout)
+            response: M = getattr(stub or self._stub, method)(request, timeout=self.timeout)
         except grpc.RpcError as err:
-            code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
-            details = err.details() if hasattr(err, "details") else str(err)
-            raise ClientError(method, code, details or "") from err
+            raise _client_error(method, err) from err
         return response
 
     def freeze(
@@ -163,6 +162,38 @@ class Client:
         request = pb.ListAuditRequest(model=model, environment=environment, limit=limit)
         return self._call("ListAudit", request, pb.ListAuditResponse)
 
+    def alerts(
+        self, model: str = "", environment: str = "", *, include_resolved: bool = False
+    ) -> pb.ListAlertsResponse:
+        """Firing alerts (and recently resolved ones with ``include_resolved``), newest first."""
+        request = pb.ListAlertsRequest(
+            model=model, environment=environment, include_resolved=include_resolved
+        )
+        return self._call("ListAlerts", request, pb.ListAlertsResponse, self._alerts)
+
+    def watch_alerts(self, model: str = "", environment: str = "") -> Iterator[pb.Alert]:
+        """Every alert change from now on, as it happens (no deadline).
+
+        The iterator blocks between changes; it ends when the sidecar stops and
+        raises ClientError if the stream fails. Break out of the loop (or close
+        the client) to stop watching.
+        """
+        request = pb.WatchAlertsRequest(model=model, environment=environment)
+        stream = self._alerts.WatchAlerts(request)
+        try:
+            yield from stream
+        except grpc.RpcError as err:
+            error = _client_error("WatchAlerts", err)
+            if error.code != grpc.StatusCode.CANCELLED:
+                raise error from err
+        finally:
+            stream.cancel()
+
+    def compare(self, model: str, environment: str) -> pb.CompareResponse:
+        """Compare (model, environment) with its active baseline now: every series' effects."""
+        request = pb.CompareRequest(model=model, environment=environment)
+        return self._call("Compare", request, pb.CompareResponse, self._alerts)
+
     def close(self) -> None:
         """Close the channel (when the client opened it)."""
         if self._own_channel:
@@ -173,3 +204,9 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _client_error(method: str, err: grpc.RpcError) -> ClientError:
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = err.details() if hasattr(err, "details") else str(err)
+    return ClientError(method, code, details or "")

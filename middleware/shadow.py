@@ -355,6 +355,91 @@ class Shadow:
             reconnects=sh.reconnects if sh else 0,
         )
 
+    # -- explicit recording (for middleware that times calls itself) ----------
+
+    def decide(self, request_id: str | None = None) -> bool:
+        """Count one call and decide whether it is sampled.
+
+        By ``request_id`` when given (the same rule as :func:`sample_by_id`),
+        else at random at ``sample_rate``; always False after :meth:`close`.
+        Server middleware calls this first and, only when it returns True,
+        measures the call and passes the values to :meth:`record_call`.
+
+        >>> s = Shadow(model="m", sample_rate=1.0, target="127.0.0.1:1", atexit=False)
+        >>> s.decide("req-1")
+        True
+        >>> s.close(timeout=0.1)
+        """
+        next(self._calls)
+        if self._closed:
+            return False
+        if request_id:
+            return bool(_crc32(request_id.encode("utf-8")) % BUCKETS < self.sample_rate * BUCKETS)
+        return self._rng.random() < self.sample_rate
+
+    def record_call(
+        self,
+        *,
+        latency: float,
+        features: ex.Rows = None,
+        outputs: ex.Rows = None,
+        cpu: float | None = None,
+        error: bool = False,
+        error_type: str | None = None,
+        request_id: str | None = None,
+        slices: Mapping[str, str] | None = None,
+        timestamp: float | None = None,
+    ) -> bool:
+        """Buffer the records of one call that was already sampled (see :meth:`decide`).
+
+        ``features`` and ``outputs`` are what extractors return (a mapping, a
+        sequence of mappings for a batched call, or None); every row carries
+        ``latency`` (seconds), ``cpu`` (seconds, optional), ``error`` and, on
+        error rows, ``error_type``. ``slices`` are per-row slice attributes
+        (``{"route": "/predict"}``; at most 8 names per batch; names with ``=``
+        and names the Shadow already sets in ``slices=`` are ignored). ``timestamp`` is unix
+        seconds (default: now). Returns True when the rows were buffered.
+        Never raises: a features/outputs row-count mismatch counts as an
+        extractor error.
+
+        >>> s = Shadow(model="m", target="127.0.0.1:1", atexit=False)
+        >>> s.record_call(latency=0.012, features={"x": 1.0}, slices={"route": "/predict"})
+        True
+        >>> s.close(timeout=0.1)
+        """
+        try:
+            if self._closed:
+                return False
+            if not self._started:
+                self._start()
+            rows = _rows(features, outputs)
+            if rows is None:
+                self._extractor_failed("rows", ValueError("features and outputs differ in rows"))
+                return False
+            if not rows:
+                return False
+            if slices:
+                own = self._slices
+                slices = {
+                    k: v
+                    for k, v in slices.items()
+                    if type(k) is str and type(v) is str and k not in own and "=" not in k
+                }
+            self._recorder.record(
+                _time() if timestamp is None else timestamp,
+                request_id,
+                latency,
+                cpu,
+                error,
+                error_type if error else None,
+                rows,
+                slices or None,
+            )
+            return True
+        except Exception as err:  # a bug of ours: never the caller's problem
+            self._log.warning("internal", "baselined record_call failed: %s", err, exc_info=True)
+            return False
+
     # -- wrapping -------------------------------------------------------------
 
     def wrap(

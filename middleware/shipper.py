@@ -589,6 +589,14 @@ def encode_batch(template: bytes, bufs: list[ColumnBuffer]) -> bytes:
                 centry = categorical[name] = (buf.kinds[name], [None] * len(bufs))
             centry[1][i] = cat[: buf.n]
 
+    slice_cols: dict[str, list[list[str] | None]] = {}
+    for i, buf in enumerate(bufs):
+        for name, svalues in buf.slices.items():
+            lists_ = slice_cols.get(name)
+            if lists_ is None:
+                lists_ = slice_cols[name] = [None] * len(bufs)
+            lists_[i] = svalues[: buf.n]
+
     stamps = b"".join(_doubles(buf.timestamps[: buf.n]) for buf in bufs)
     parts = [template, _length_delimited(7, stamps)]
     for name, (kind, chunks) in numeric.items():
@@ -604,7 +612,7 @@ def encode_batch(template: bytes, bufs: list[ColumnBuffer]) -> bytes:
         )
         parts.append(_length_delimited(8, column))
     has_ids = any(buf.has_ids for buf in bufs)
-    if has_ids or categorical:
+    if has_ids or categorical or slice_cols:
         rest = pb.SampleBatch()
         if has_ids:
             for buf in bufs:
@@ -613,6 +621,10 @@ def encode_batch(template: bytes, bufs: list[ColumnBuffer]) -> bytes:
             col = rest.categorical.add(name=name, kind=kind)
             for cat_values, n in zip(lists, sizes, strict=True):
                 col.values.extend(cat_values if cat_values is not None else [""] * n)
+        for name, svalue_lists in slice_cols.items():
+            scol = rest.slices.add(name=name)
+            for slice_values, n in zip(svalue_lists, sizes, strict=True):
+                scol.values.extend(slice_values if slice_values is not None else [""] * n)
         parts.append(rest.SerializeToString())
     return b"".join(parts)
 

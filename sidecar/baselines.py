@@ -58,6 +58,7 @@ from sidecar.series import CategoricalState, NumericState, decode_state
 from sidecar.stores.base import Store
 
 if TYPE_CHECKING:
+    from sidecar.guardrails import Seasonality
     from sidecar.windows import Windows
 
 __all__ = [
@@ -139,8 +140,10 @@ class BaselineManager:
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = new_baseline_id,
         retention_seconds: float = _DEFAULT_RETENTION,
+        seasonality_for: Callable[[str], Seasonality | None] | None = None,
     ) -> None:
         self._store = store
+        self._seasonality_for = seasonality_for
         self._windows = windows
         self._clock = clock
         self._new_id = new_id
@@ -236,6 +239,9 @@ class BaselineManager:
         for sid, state in data.series.items():
             encoded[sid.encode()] = state.encode()
             totals[sid] = _total(state)
+        season = self._seasonality_for(model) if self._seasonality_for is not None else None
+        if season is not None:
+            encoded.update(self._phase_series(model, environment, start, end, versions, season))
         latency = [
             t for sid, t in totals.items() if sid.slice == ALL_TRAFFIC and sid.kind == Kind.LATENCY
         ]
@@ -276,6 +282,39 @@ class BaselineManager:
         )
         self._store.create_baseline(record, encoded, audit)
         return record
+
+    def _phase_series(
+        self,
+        model: str,
+        environment: str,
+        start: float,
+        end: float,
+        versions: tuple[str, ...],
+        season: Seasonality,
+    ) -> dict[str, bytes]:
+        """The window's series per phase (slice ``"<slice>@NN"``) of a seasonal model;
+        refuses a window that does not cover a whole period with data in every phase."""
+        from sidecar.compare import phase_slice, read_phases
+
+        phases = read_phases(self._store, model, environment, start, end, season, versions)
+        missing = [p for p in range(season.phases) if p not in phases]
+        if end - start < season.period or missing:
+            shown = ", ".join(f"{p:02d}" for p in missing[:10]) + (
+                ", ..." if len(missing) > 10 else ""
+            )
+            lacking = f"; phases without data: {shown}" if missing else ""
+            raise FailedPrecondition(
+                f"{model} is seasonal (period {season.period:g} s in {season.phases} phases) and"
+                f" the window [{start:.3f}, {end:.3f}) of {model}/{environment} does not cover"
+                f" one whole period with data{lacking}; freeze a window of at least one period"
+            )
+        return {
+            SeriesId(
+                sid.version, phase_slice(sid.slice, p), sid.kind, sid.signal
+            ).encode(): state.encode()
+            for p, states in phases.items()
+            for sid, state in states.items()
+        }
 
     # -- pointer moves -----------------------------------------------------------------
 

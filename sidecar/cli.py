@@ -2,8 +2,8 @@
 
 ``baselined serve`` runs the sidecar. Every other command talks to a running
 sidecar over gRPC (``--target``, ``BASELINED_TARGET``, default
-``127.0.0.1:50051``): ``baselines freeze|list|show|active|promote|rollback|retire|audit``
-and ``windows show``. Read commands print a table, or JSON with ``--json``.
+``127.0.0.1:50051``): ``baselines freeze|list|show|active|promote|rollback|retire|audit``,
+``windows show``, ``alerts list|watch`` and ``compare``. Read commands print a table, or JSON with ``--json``.
 ``baselined demo`` runs the end-to-end demo.
 
 Exit codes: 0 success, 1 the sidecar refused or failed the request, 2 bad
@@ -13,6 +13,7 @@ usage or configuration, 3 the sidecar could not be reached.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import math
@@ -233,6 +234,31 @@ def build_parser() -> argparse.ArgumentParser:
     _quantile_flags(wshow)
     _target_flags(wshow, read=True)
 
+    alerts = commands.add_parser("alerts", help="list and watch regression alerts")
+    acmd = alerts.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    alist = acmd.add_parser("list", help="list firing alerts (with --all, recently resolved too)")
+    _model_flags(alist, required=False)
+    alist.add_argument("--all", action="store_true", help="include recently resolved alerts")
+    _target_flags(alist, read=True)
+    watch = acmd.add_parser(
+        "watch",
+        help="print every alert change as it happens, until Ctrl-C",
+        description="Streams alert changes (fired, escalated, de-escalated, resolved); "
+        "with --json one JSON object per line.",
+    )
+    _model_flags(watch, required=False)
+    _target_flags(watch, read=True)
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare live traffic with the active baseline now",
+        description="Runs a comparison of a model and environment against its active baseline "
+        "and prints every series' effects with their confidence bounds and tier. "
+        "It does not change alert state.",
+    )
+    _model_flags(compare)
+    _target_flags(compare, read=True)
+
     demo = commands.add_parser(
         "demo",
         help="run the end-to-end demo (model server + middleware + sidecar, regression injected)",
@@ -245,7 +271,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--requests", type=int, default=3000, help="requests per phase (default 3000)"
     )
+    _replay_parser(commands)
     return parser
+
+
+def _replay_parser(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="replay a JSON Lines file of samples, freezes and events on a simulated clock",
+        description="Feeds FILE through the comparison engine on a simulated clock and writes "
+        "every alert state change as one JSON line. Bad lines are reported with their line "
+        "number and skipped (or stop the replay with --strict).",
+    )
+    replay.add_argument("file", metavar="FILE", help="JSON Lines input ('-' for stdin)")
+    replay.add_argument("--config", help="guardrails TOML file (default: built-in guardrails)")
+    replay.add_argument(
+        "--check-interval",
+        type=float,
+        default=None,
+        help="simulated seconds between checks (default: the config's, else 10)",
+    )
+    replay.add_argument("--out", "-o", default="-", help="output file (default: stdout)")
+    replay.add_argument("--strict", action="store_true", help="stop at the first bad line")
+    replay.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -561,14 +614,213 @@ def _cmd_window(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _severity(value: int) -> str:
+    if value == pb.SEVERITY_UNSPECIFIED:
+        return "-"
+    return pb.Severity.Name(value).removeprefix("SEVERITY_").lower()
+
+
+def _alert_state(value: int) -> str:
+    return pb.AlertState.Name(value).removeprefix("ALERT_STATE_").lower()
+
+
+def _series_name(s: pb.SeriesFinding) -> str:
+    name = s.signal
+    if s.slice != "*":
+        name += f"[{s.slice}]"
+    if s.version and s.version != "*":
+        name += f" v{s.version}"
+    if s.phase:
+        name += f" @{s.phase}"
+    return name
+
+
+def _cmd_alerts_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.alerts(
+            model=args.model or "",
+            environment=args.environment or "",
+            include_resolved=args.all,
+        )
+    if args.json:
+        _print_json(response)
+        return EXIT_OK
+    rows = [
+        [
+            a.fingerprint,
+            _alert_state(a.state),
+            _severity(a.severity),
+            f"{a.model}/{a.environment}",
+            ", ".join(_series_name(s) for s in a.series) or "-",
+            _fmt_time(a.started_at),
+            _fmt_time(a.resolved_at),
+            a.summary,
+        ]
+        for a in response.alerts
+    ]
+    if not rows:
+        print("no alerts" if args.all else "no firing alerts")
+        return EXIT_OK
+    print(
+        _table(
+            [
+                "fingerprint",
+                "state",
+                "tier",
+                "model/env",
+                "series",
+                "started",
+                "resolved",
+                "summary",
+            ],
+            rows,
+        )
+    )
+    return EXIT_OK
+
+
+def _cmd_alerts_watch(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if not args.json:
+            print(f"watching alerts at {args.target} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        for alert in client.watch_alerts(
+            model=args.model or "", environment=args.environment or ""
+        ):
+            if args.json:
+                print(json.dumps(_as_dict(alert), separators=(",", ":")), flush=True)
+                continue
+            when = alert.resolved_at or alert.updated_at
+            line = (
+                f"{_fmt_time(when)}  {_alert_state(alert.state).upper():8}  "
+                f"{_severity(alert.severity):8}  {alert.summary}  [{alert.fingerprint}]"
+            )
+            if alert.playbook_url and alert.state == pb.ALERT_STATE_FIRING:
+                line += f"  playbook: {alert.playbook_url}"
+            print(line, flush=True)
+    return EXIT_OK
+
+
+def _effects_table(finding: pb.SeriesFinding) -> str:
+    rows = [
+        [
+            "  " + e.name,
+            _fmt_num(e.estimate),
+            _fmt_num(e.lower),
+            _fmt_num(e.upper),
+            e.unit,
+            _fmt_num(e.guardrail) if e.guardrail else "-",
+            _severity(e.severity),
+        ]
+        for e in finding.effects
+    ]
+    return _table(["  effect", "estimate", "lower", "upper", "unit", "guardrail", "tier"], rows)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.compare(model=args.model, environment=args.environment)
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    flagged = sum(1 for f in result.findings if f.severity != pb.SEVERITY_UNSPECIFIED)
+    print(
+        f"compare {result.model}/{result.environment} with baseline {result.baseline_id}  "
+        f"live {_fmt_time(result.window_start)} .. {_fmt_time(result.window_end)}"
+    )
+    print(
+        f"  {len(result.findings)} series, {flagged} beyond a guardrail; "
+        f"alpha per test {result.alpha_per_test:.3g}; took {result.duration_seconds * 1000:.1f} ms"
+    )
+    for finding in result.findings:
+        print()
+        print(
+            f"{_series_name(finding)} ({_kind(finding.kind)})  baseline n={finding.baseline_count}"
+            f"  live n={finding.live_count}  tier: {_severity(finding.severity)}"
+        )
+        if finding.effects:
+            print(_effects_table(finding))
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sidecar.demo import run_demo
 
     return run_demo(workdir=args.workdir, requests=args.requests)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from sidecar.guardrails import Guardrails
+    from sidecar.replay import ReplayError, replay
+
+    if args.check_interval is not None and not (
+        math.isfinite(args.check_interval) and args.check_interval > 0
+    ):
+        raise _UsageError(f"--check-interval must be greater than 0, got {args.check_interval}")
+    guardrails = Guardrails.load(args.config)
+    interval = args.check_interval or guardrails.check_interval
+    size = 0
+    if args.file != "-":
+        try:
+            size = os.path.getsize(args.file)
+        except OSError as err:
+            raise _UsageError(f"cannot read {args.file}: {err.strerror}") from None
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    done = [0]
+
+    def lines(handle: Any) -> Any:
+        for line in handle:
+            done[0] += len(line)
+            yield line
+
+    def progress(count: int) -> None:
+        bar = ""
+        if size:
+            share = min(1.0, done[0] / size)
+            filled = int(share * 30)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} "
+        sys.stderr.write(f"\rreplay {bar}{count:,} lines")
+        sys.stderr.flush()
+
+    reported = [0]
+
+    def warn(number: int, reason: str) -> None:
+        reported[0] += 1
+        if reported[0] <= 20:
+            print(f"baselined replay: line {number}: {reason} (skipped)", file=sys.stderr)
+        elif reported[0] == 21:
+            print("baselined replay: more bad lines; see the summary", file=sys.stderr)
+
+    with contextlib.ExitStack() as stack:
+        source: Any = sys.stdin
+        if args.file != "-":
+            source = stack.enter_context(open(args.file, encoding="utf-8", errors="replace"))
+        out: Any = sys.stdout
+        if args.out != "-":
+            out = stack.enter_context(open(args.out, "w", encoding="utf-8"))
+        try:
+            summary = replay(
+                lines(source),
+                guardrails=guardrails,
+                check_interval=interval,
+                out=out,
+                strict=args.strict,
+                progress=progress if show else None,
+                warn=warn,
+            )
+        except ReplayError as err:
+            if show:
+                sys.stderr.write("\n")
+            print(f"baselined replay: {args.file}: {err} (--strict)", file=sys.stderr)
+            return EXIT_REFUSED
+    if show:
+        sys.stderr.write("\n")
+    print(summary.describe(), file=sys.stderr)
+    return EXIT_OK
+
+
 _COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("serve", None): _cmd_serve,
+    ("replay", None): _cmd_replay,
     ("demo", None): _cmd_demo,
     ("baselines", "freeze"): _cmd_freeze,
     ("baselines", "list"): _cmd_list,
@@ -579,6 +831,9 @@ _COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("baselines", "retire"): _cmd_retire,
     ("baselines", "audit"): _cmd_audit,
     ("windows", "show"): _cmd_window,
+    ("alerts", "list"): _cmd_alerts_list,
+    ("alerts", "watch"): _cmd_alerts_watch,
+    ("compare", None): _cmd_compare,
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from baselined.v1 import baselined_pb2 as pb
 
@@ -22,11 +22,22 @@ from sidecar.baselines import BaselineView, WindowView
 from sidecar.errors import InvalidInput
 from sidecar.records import AuditEntry, BaselineRecord, SeriesId, Status, Summary
 
+if TYPE_CHECKING:  # the comparison modules are heavy; only the servicers need them at run time
+    from sidecar.alerts import Alert
+    from sidecar.compare import ComparisonResult, SeriesFinding
+    from sidecar.guardrails import Tier
+    from sidecar.stats.effects import Effect
+
 __all__ = [
+    "alert_to_pb",
     "audit_to_pb",
     "baseline_view_to_pb",
+    "comparison_to_pb",
+    "effect_to_pb",
+    "finding_to_pb",
     "record_to_pb",
     "series_to_pb",
+    "severity_to_pb",
     "status_from_pb",
     "status_to_pb",
     "window_view_to_pb",
@@ -137,4 +148,83 @@ def audit_to_pb(entry: AuditEntry) -> pb.AuditEntry:
         reason=entry.reason,
         before=json.dumps(dict(entry.before), sort_keys=True, separators=(",", ":")),
         after=json.dumps(dict(entry.after), sort_keys=True, separators=(",", ":")),
+    )
+
+
+def severity_to_pb(tier: Tier | None) -> pb.Severity:
+    """The ``Severity`` number of a tier (UNSPECIFIED for none)."""
+    return cast(pb.Severity, int(tier) if tier is not None else pb.SEVERITY_UNSPECIFIED)
+
+
+def effect_to_pb(effect: Effect, tier: Tier | None = None, guardrail: float = 0.0) -> pb.Effect:
+    """An ``Effect`` message; ``tier`` and ``guardrail`` say what it cleared, if anything."""
+    return pb.Effect(
+        name=effect.name,
+        estimate=effect.estimate,
+        lower=effect.lower,
+        upper=effect.upper,
+        guardrail=guardrail,
+        unit=effect.unit,
+        severity=severity_to_pb(tier),
+    )
+
+
+def finding_to_pb(finding: SeriesFinding) -> pb.SeriesFinding:
+    """A ``SeriesFinding`` message: every effect, each with the highest tier it cleared."""
+    cleared: dict[str, tuple[Tier, float]] = {}
+    for name, tier, guardrail in finding.fired:
+        if name not in cleared or tier > cleared[name][0]:
+            cleared[name] = (tier, guardrail)
+    effects = []
+    for name, effect in finding.effects.items():
+        if name in cleared:
+            effects.append(effect_to_pb(effect, *cleared[name]))
+        else:
+            effects.append(effect_to_pb(effect))
+    sid = finding.series
+    return pb.SeriesFinding(
+        version=sid.version,
+        slice=sid.slice,
+        signal=sid.signal,
+        kind=cast(pb.SignalKind, sid.kind.to_proto()),
+        effects=effects,
+        severity=severity_to_pb(finding.tier),
+        baseline_count=finding.baseline_count,
+        live_count=finding.live_count,
+        phase=finding.phase,
+    )
+
+
+def alert_to_pb(alert: Alert) -> pb.Alert:
+    """An ``Alert`` message (``resolved_at`` 0 while firing)."""
+    return pb.Alert(
+        fingerprint=alert.fingerprint,
+        model=alert.model,
+        environment=alert.environment,
+        severity=severity_to_pb(alert.tier),
+        state=pb.ALERT_STATE_FIRING if alert.state == "firing" else pb.ALERT_STATE_RESOLVED,
+        started_at=alert.started_at,
+        updated_at=alert.updated_at,
+        resolved_at=alert.resolved_at or 0.0,
+        baseline_id=alert.baseline_id,
+        window_start=alert.window_start,
+        window_end=alert.window_end,
+        series=[finding_to_pb(f) for f in alert.findings],
+        summary=alert.summary,
+        playbook_url=alert.playbook_url,
+        labels=dict(alert.labels),
+    )
+
+
+def comparison_to_pb(result: ComparisonResult) -> pb.CompareResponse:
+    """A ``CompareResponse`` of one comparison run."""
+    return pb.CompareResponse(
+        model=result.model,
+        environment=result.environment,
+        baseline_id=result.baseline_id,
+        window_start=result.window_start,
+        window_end=result.window_end,
+        alpha_per_test=result.alpha_per_test,
+        duration_seconds=result.duration_seconds,
+        findings=[finding_to_pb(f) for f in result.findings],
     )

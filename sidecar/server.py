@@ -1,7 +1,10 @@
-"""The sidecar server: ``grpc.aio`` with Ingest, Baselines, health and reflection.
+"""The sidecar server: ``grpc.aio`` with Ingest, Baselines, Alerts, health and reflection.
 
-:class:`Sidecar` wires a store, the live windows and the baseline manager to a
-gRPC server and flushes the windows on an interval. :func:`run` is the
+:class:`Sidecar` wires a store, the live windows, the baseline manager, the
+comparator and the alerter to a gRPC server. It flushes the windows on an
+interval and, every ``check_interval`` seconds, compares each (model,
+environment) with an active baseline and feeds the result to the alerter,
+whose changes go to the configured sinks and to ``WatchAlerts``. :func:`run` is the
 blocking entry point of ``baselined serve``: it stops gracefully on SIGTERM
 or SIGINT (health NOT_SERVING, in-flight calls finish, windows flushed,
 store closed, exit code 0).
@@ -18,7 +21,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
@@ -28,22 +31,28 @@ from baselined.v1 import baselined_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
 
+from sidecar.alerts import Alerter, AlertSink
 from sidecar.baselines import BaselineManager
+from sidecar.compare import Comparator
 from sidecar.errors import BaselinedError
-from sidecar.service import BaselinesService, IngestService
+from sidecar.guardrails import Guardrails
+from sidecar.service import AlertsService, BaselinesService, IngestService
 from sidecar.settings import Settings
+from sidecar.sinks.otel import comparison_span
 from sidecar.stores import open_store
 from sidecar.stores.base import Store
 from sidecar.windows import Windows
 
-__all__ = ["SERVICE_NAMES", "Sidecar", "StartError", "redact_url", "run"]
+__all__ = ["SERVICE_NAMES", "Sidecar", "StartError", "build_sinks", "redact_url", "run"]
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES: tuple[str, ...] = (
     pb.DESCRIPTOR.services_by_name["Ingest"].full_name,
     pb.DESCRIPTOR.services_by_name["Baselines"].full_name,
+    pb.DESCRIPTOR.services_by_name["Alerts"].full_name,
 )
 """Fully qualified names of the services the sidecar serves (health reports each)."""
 
@@ -76,11 +85,56 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+def build_sinks(settings: Settings) -> list[AlertSink]:
+    """The alert sinks the settings ask for: Alertmanager (``alertmanager_url``),
+    a webhook (``webhook_url``) and OpenTelemetry log records (``otel_logs``)."""
+    sinks: list[AlertSink] = []
+    if settings.alertmanager_url:
+        from sidecar.sinks.alertmanager import AlertmanagerSink
+
+        sinks.append(
+            AlertmanagerSink(
+                settings.alertmanager_url, resend_interval=settings.alert_resend_interval
+            )
+        )
+    if settings.webhook_url:
+        from sidecar.sinks.webhook import WebhookSink
+
+        sinks.append(WebhookSink(settings.webhook_url))
+    if settings.otel_logs:
+        sinks.append(_otel_log_sink())
+    return sinks
+
+
+def _otel_log_sink() -> AlertSink:
+    """OpenTelemetry log records through the process's logger provider when one is
+    configured (``opentelemetry-instrument``), else an OTLP/gRPC exporter that
+    reads the standard ``OTEL_EXPORTER_OTLP_*`` environment variables."""
+    from opentelemetry import _logs
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    from sidecar.sinks.otel import OTelLogSink
+
+    provider = _logs.get_logger_provider()
+    if not isinstance(provider, LoggerProvider):  # the API's no-op or proxy provider
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        provider = LoggerProvider()
+        provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+    return OTelLogSink(provider)
+
+
 class Sidecar:
-    """One sidecar: a gRPC server over live windows, baselines and a store.
+    """One sidecar: a gRPC server over live windows, baselines, comparisons,
+    alerts and a store.
 
     ``store`` defaults to ``open_store(settings.store)``; the sidecar closes it
-    on :meth:`stop`. ``clock`` (unix seconds) drives windows and baselines.
+    on :meth:`stop`. ``clock`` (unix seconds) drives windows, baselines,
+    comparisons and alerts. ``guardrails`` default to ``Guardrails.load`` of
+    ``settings.guardrails`` (``alpha`` and ``check_interval`` from the
+    settings win when set); ``sinks`` to :func:`build_sinks` (closed on stop); ``tracer`` (a span
+    per comparison run) to the global tracer provider's, a no-op until configured.
     """
 
     def __init__(
@@ -89,6 +143,9 @@ class Sidecar:
         *,
         store: Store | None = None,
         clock: Callable[[], float] = time.time,
+        guardrails: Guardrails | None = None,
+        sinks: Sequence[AlertSink] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.store: Store = store if store is not None else open_store(settings.store)
@@ -96,9 +153,31 @@ class Sidecar:
         self.manager = BaselineManager(
             self.store, self.windows, clock=clock, retention_seconds=settings.retention_seconds
         )
+        self.guardrails = (
+            guardrails
+            if guardrails is not None
+            else Guardrails.load(
+                settings.guardrails or None,
+                alpha=settings.alpha or None,  # 0: the guardrails file's (or the default)
+                check_interval=settings.check_interval or None,
+            )
+        )
+        self.comparator = Comparator(self.store, self.windows, self.guardrails, clock=clock)
+        self.alerter = Alerter(
+            clock=clock,
+            consecutive=self.guardrails.consecutive,
+            resolve_after=self.guardrails.resolve_after,
+            cooldown=self.guardrails.cooldown,
+            sinks=build_sinks(settings) if sinks is None else sinks,
+            alpha=self.guardrails.alpha,
+        )
+        self._tracer = tracer if tracer is not None else trace.get_tracer("baselined")
         self._server: grpc.aio.Server | None = None
         self._health: health_aio.HealthServicer | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
+        self._failing: set[tuple[str, str]] = set()
+        self._stopping = asyncio.Event()
         self._port: int | None = None
         self._stopped = False
 
@@ -137,6 +216,9 @@ class Sidecar:
         pb_grpc.add_BaselinesServicer_to_server(  # type: ignore[no-untyped-call]
             BaselinesService(self.manager), server
         )
+        pb_grpc.add_AlertsServicer_to_server(  # type: ignore[no-untyped-call]
+            AlertsService(self.alerter, self.comparator, flush=self.windows.flush), server
+        )
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         if settings.reflection:
@@ -161,6 +243,7 @@ class Sidecar:
         self._server, self._health = server, health
         self._port = 0 if unix else port
         self._flusher = asyncio.create_task(self._flush_loop(), name="baselined-flush")
+        self._checker = asyncio.create_task(self._check_loop(), name="baselined-compare")
 
     async def _flush_loop(self) -> None:
         failing = False
@@ -183,6 +266,59 @@ class Sidecar:
                     log.info("flush to the store works again (%d series written)", written)
                 failing = False
 
+    async def _check_loop(self) -> None:
+        # Stopped through the event, not cancelled, so a comparison in its worker
+        # thread finishes before the store closes.
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.guardrails.check_interval)
+            if self._stopping.is_set():
+                return
+            await self.check()
+
+    async def check(self) -> None:
+        """One round of checks: flush, then compare every (model, environment)
+        with an active baseline and feed each result to the alerter. A failing
+        comparison is logged and the others go on."""
+        try:
+            await asyncio.to_thread(self.windows.flush)
+        except Exception as err:  # the flush loop reports store trouble; compare what is stored
+            log.debug("flush before comparing failed: %s", err)
+        try:
+            targets = await asyncio.to_thread(self.comparator.targets)
+        except Exception as err:
+            log.warning("cannot list what to compare: %s", err, exc_info=True)
+            return
+        for model, environment in targets:
+            await self._check_one(model, environment)
+
+    async def _check_one(self, model: str, environment: str) -> None:
+        key = (model, environment)
+        try:
+            await asyncio.to_thread(self._compare_and_observe, model, environment)
+        except Exception as err:
+            if key not in self._failing:  # the first failure in full, then quietly until recovery
+                log.warning(
+                    "comparison of %s/%s failed; retried next check: %s",
+                    model,
+                    environment,
+                    err,
+                    exc_info=True,
+                )
+                self._failing.add(key)
+            else:
+                log.debug("comparison of %s/%s failed again: %s", model, environment, err)
+        else:
+            if key in self._failing:
+                log.info("comparison of %s/%s works again", model, environment)
+                self._failing.discard(key)
+
+    def _compare_and_observe(self, model: str, environment: str) -> None:
+        result = self.comparator.compare(model, environment)
+        if result is not None:
+            with comparison_span(self._tracer, result):
+                self.alerter.observe(result, self.guardrails.playbook_url(model))
+
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, stop accepting calls (in-flight ones get ``grace``
         seconds), flush the windows one last time and close the store. Idempotent."""
@@ -192,10 +328,14 @@ class Sidecar:
         grace = self.settings.shutdown_grace if grace is None else grace
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        self._stopping.set()
+        if self._checker is not None:
+            await self._checker
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        self.alerter.end_watchers()  # WatchAlerts streams end now instead of holding the grace
         if self._server is not None:
             await self._server.stop(grace)
         try:
@@ -206,6 +346,7 @@ class Sidecar:
                 "final flush to the store failed; unflushed window data is lost", exc_info=True
             )
         finally:
+            await asyncio.to_thread(self.alerter.close, max(grace, 1.0))
             await asyncio.to_thread(self.store.close)
 
 

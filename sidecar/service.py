@@ -1,4 +1,4 @@
-"""The gRPC servicers (``grpc.aio``) of ``baselined.v1``: ``Ingest`` and ``Baselines``.
+"""The gRPC servicers (``grpc.aio``) of ``baselined.v1``: ``Ingest``, ``Baselines`` and ``Alerts``.
 
 This is the only place where sidecar errors become gRPC statuses: each
 :class:`~sidecar.errors.BaselinedError` names its status in ``grpc_code``;
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
@@ -20,16 +20,22 @@ from baselined.v1 import baselined_pb2 as pb
 
 from sidecar.baselines import BaselineManager
 from sidecar.convert import (
+    alert_to_pb,
     audit_to_pb,
     baseline_view_to_pb,
+    comparison_to_pb,
     record_to_pb,
     status_from_pb,
     window_view_to_pb,
 )
-from sidecar.errors import BaselinedError, InvalidInput, TooLarge
+from sidecar.errors import BaselinedError, FailedPrecondition, InvalidInput, TooLarge
 from sidecar.windows import Windows
 
-__all__ = ["MAX_REJECTIONS", "BaselinesService", "IngestService", "abort_with"]
+if TYPE_CHECKING:
+    from sidecar.alerts import Alerter
+    from sidecar.compare import Comparator, ComparisonResult
+
+__all__ = ["MAX_REJECTIONS", "AlertsService", "BaselinesService", "IngestService", "abort_with"]
 
 log = logging.getLogger(__name__)
 
@@ -234,3 +240,60 @@ class BaselinesService:
             request.limit,
         )
         return pb.ListAuditResponse(entries=[audit_to_pb(e) for e in entries])
+
+
+class AlertsService:
+    """``baselined.v1.Alerts``: list and watch alerts, run a comparison on demand.
+
+    ``flush`` (the windows' flush) runs before an on-demand comparison so it
+    sees this sidecar's latest data. ``Compare`` only reports: it does not
+    count as a check of the alert lifecycle.
+    """
+
+    def __init__(
+        self,
+        alerter: Alerter,
+        comparator: Comparator,
+        *,
+        flush: Callable[[], object] | None = None,
+        watch_queue: int = 1000,
+    ) -> None:
+        self._alerter = alerter
+        self._comparator = comparator
+        self._flush = flush
+        self._watch_queue = watch_queue
+
+    async def ListAlerts(
+        self, request: pb.ListAlertsRequest, context: Context
+    ) -> pb.ListAlertsResponse:
+        alerts = self._alerter.alerts(
+            request.model or None, request.environment or None, request.include_resolved
+        )
+        return pb.ListAlertsResponse(alerts=[alert_to_pb(a) for a in alerts])
+
+    async def WatchAlerts(
+        self, request: pb.WatchAlertsRequest, context: Context
+    ) -> AsyncIterator[pb.Alert]:
+        """Every alert change from now on, until the client cancels or the sidecar stops."""
+        with self._alerter.subscribe(
+            request.model or None, request.environment or None, maxsize=self._watch_queue
+        ) as feed:
+            async for alert in feed:
+                yield alert_to_pb(alert)
+
+    def _compare(self, model: str, environment: str) -> ComparisonResult:
+        if not model or not environment:
+            raise InvalidInput("compare needs a model and an environment")
+        if self._flush is not None:
+            self._flush()
+        result = self._comparator.compare(model, environment)
+        if result is None:
+            raise FailedPrecondition(
+                f"{model}/{environment} has no active baseline to compare with;"
+                " freeze one and promote it first"
+            )
+        return result
+
+    async def Compare(self, request: pb.CompareRequest, context: Context) -> pb.CompareResponse:
+        result = await _call(context, "compare", self._compare, request.model, request.environment)
+        return comparison_to_pb(result)

@@ -42,6 +42,10 @@ def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "must be 0 or greater"
 
 
+def _alpha(value: float) -> str | None:
+    return None if 0 <= value < 1 else "must be 0 (use the guardrails file) or between 0 and 1"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything `baselined serve` can be told. See ``docs/configuration.md``."""
@@ -120,6 +124,57 @@ class Settings:
         metadata={"help": "seconds to finish in-flight calls on SIGTERM", "check": _non_negative},
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    guardrails: str = field(
+        default="",
+        metadata={
+            "help": "guardrails TOML file (tiers per signal kind, per model and signal;"
+            " docs/statistics.md); empty = the built-in defaults"
+        },
+    )
+    alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "false-alarm budget per (model, environment) per monitoring epoch;"
+            " 0 = the guardrails file's alpha, else 0.01",
+            "check": _alpha,
+        },
+    )
+    check_interval: float = field(
+        default=0.0,
+        metadata={
+            "help": "seconds between comparisons; 0 = the guardrails file's check_interval,"
+            " else 10",
+            "check": _non_negative,
+        },
+    )
+    alertmanager_url: str = field(
+        default="",
+        metadata={
+            "help": "Prometheus Alertmanager base URL (http://alertmanager:9093) to POST alerts to;"
+            " empty = off"
+        },
+    )
+    webhook_url: str = field(
+        default="",
+        metadata={
+            "help": "URL to POST every alert change to (Alertmanager v4 webhook payload);"
+            " empty = off"
+        },
+    )
+    alert_resend_interval: float = field(
+        default=60.0,
+        metadata={
+            "help": "seconds between re-sends of firing alerts to Alertmanager",
+            "check": _positive,
+        },
+    )
+    otel_logs: bool = field(
+        default=False,
+        metadata={
+            "help": "emit an OpenTelemetry log record (event baselined.alert) per alert change,"
+            " via the configured logger provider or OTLP (OTEL_EXPORTER_OTLP_* variables)"
+        },
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
