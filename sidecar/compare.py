@@ -1,0 +1,480 @@
+"""The comparator: every series of the live monitoring epoch against the active baseline.
+
+One comparison of a (model, environment) reads the cumulative live data of the
+current *epoch* (from the active baseline's activation, or the last
+:meth:`Comparator.reset_epoch`, until now; an epoch older than
+``max_epoch_age`` restarts), computes each series' effects with confidence
+intervals (``sidecar.stats.effects``) and judges them against the guardrails.
+
+The false-alarm budget ``alpha`` holds per (model, environment) per epoch. It is
+split (Bonferroni) evenly over the family of tests fixed by the baseline and
+the guardrails: every guarded effect of every baseline series (of every phase,
+for seasonal models) is one test, whether live data for it arrived yet or not,
+so ``alpha_per_test = alpha / tests`` cannot change within an epoch.
+
+Seasonal models (``[models.<m>] seasonality``) are compared phase by phase: a
+seasonal baseline stores each series also per phase (slice ``"<slice>@NN"``),
+and the live buckets of the epoch are grouped by the phase of their start time.
+
+>>> from sidecar.guardrails import Guardrails
+>>> findings, alpha_test = compare_states({}, {}, Guardrails.load(None), "m", 0.01)
+>>> findings, alpha_test
+([], 0.01)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from sidecar.guardrails import Guardrails, Seasonality, Tier
+from sidecar.records import ALL_TRAFFIC, Kind, PointerState, SeriesId, Status
+from sidecar.series import CategoricalState, NumericState, merge_encoded
+from sidecar.stats.effects import Effect, categorical_effects, numeric_effects
+from sidecar.stores.base import Store
+from sidecar.windows import Windows
+
+__all__ = [
+    "Comparator",
+    "ComparisonResult",
+    "SeriesFinding",
+    "State",
+    "compare_states",
+    "count_tests",
+    "phase_slice",
+    "read_phases",
+]
+
+State = NumericState | CategoricalState
+
+_PHASE = re.compile(r"^(.*)@(\d{2})$")
+_ACTIVATIONS = ("promote", "rollback")
+_AUDIT_SCAN = 1000  # audit entries searched for the activation of the active baseline
+
+
+def _zero(_bucket: int) -> int:
+    return 0
+
+
+def phase_slice(slice_: str, phase: int) -> str:
+    """The slice under which a seasonal baseline stores ``slice_`` for one phase."""
+    return f"{slice_}@{phase:02d}"
+
+
+@dataclass(frozen=True)
+class SeriesFinding:
+    """One series (of one phase) compared: its effects, the tiers they cleared
+    and the sample counts on both sides.
+
+    ``fired`` lists, per effect that cleared a guardrail, (effect, highest tier,
+    that tier's guardrail); ``tier`` is the highest of them, None when clear.
+    Counts are values seen including missing and out-of-range ones.
+    """
+
+    series: SeriesId
+    phase: str
+    effects: Mapping[str, Effect]
+    tier: Tier | None
+    fired: tuple[tuple[str, Tier, float], ...]
+    baseline_count: int
+    live_count: int
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """Every finding of one comparison of a (model, environment).
+
+    ``window_start`` is the start of the monitoring epoch, ``window_end`` the
+    time of the comparison. ``duration_seconds`` is the wall time it took.
+    """
+
+    model: str
+    environment: str
+    baseline_id: str
+    time: float
+    window_start: float
+    window_end: float
+    alpha_per_test: float
+    duration_seconds: float
+    findings: tuple[SeriesFinding, ...]
+
+    @property
+    def tier(self) -> Tier | None:
+        """The highest tier of any finding, None when all are clear."""
+        tiers = [f.tier for f in self.findings if f.tier is not None]
+        return max(tiers) if tiers else None
+
+
+def _total(state: State) -> int:
+    if isinstance(state, NumericState):
+        return state.count + state.missing + state.out_of_range
+    return state.count + state.missing
+
+
+def count_tests(base: Iterable[tuple[SeriesId, State]], guardrails: Guardrails, model: str) -> int:
+    """The family size: guarded effects summed over the baseline series given."""
+    rails = guardrails.for_state
+    return sum(
+        len(rails(model, sid.kind, sid.signal, isinstance(state, CategoricalState)))
+        for sid, state in base
+    )
+
+
+def compare_states(
+    base: Mapping[SeriesId, State],
+    live: Mapping[SeriesId, State],
+    guardrails: Guardrails,
+    model: str,
+    alpha: float,
+    *,
+    phase: str = "",
+    tests: int | None = None,
+) -> tuple[list[SeriesFinding], float]:
+    """Compare each live series with the baseline series of the same slice, kind
+    and signal (versions are ignored: live data is all versions merged).
+
+    ``alpha`` is the family's budget; it is split evenly over ``tests`` tests
+    (default: the guarded effects of all of ``base``). Returns the findings,
+    sorted by series, and the alpha of each test. Series without a baseline
+    counterpart, of another type, or with no live values yield no finding.
+    """
+    if tests is None:
+        tests = count_tests(base.items(), guardrails, model)
+    alpha_test = alpha / tests if tests > 0 else alpha
+
+    def alpha_for(_effect: str) -> float:
+        return alpha_test
+
+    by_key: dict[tuple[str, Kind, str], State] = {
+        (sid.slice, sid.kind, sid.signal): state for sid, state in base.items()
+    }
+    rails = guardrails.for_state
+    findings: list[SeriesFinding] = []
+    for sid in sorted(live):
+        state = live[sid]
+        reference = by_key.get((sid.slice, sid.kind, sid.signal))
+        if reference is None or type(reference) is not type(state):
+            continue
+        live_count = _total(state)
+        if live_count == 0:
+            continue
+        if isinstance(state, NumericState):
+            assert isinstance(reference, NumericState)
+            effects = numeric_effects(reference, state, alpha_for)
+        else:
+            assert isinstance(reference, CategoricalState)
+            effects = categorical_effects(reference, state, alpha_for)
+        fired: list[tuple[str, Tier, float]] = []
+        for rail in rails(model, sid.kind, sid.signal, isinstance(state, CategoricalState)):
+            effect = effects.get(rail.effect)
+            if effect is None:
+                continue
+            tier = rail.tier(effect.lower, effect.upper)
+            if tier is not None:
+                fired.append((rail.effect, tier, rail.threshold(tier)))
+        findings.append(
+            SeriesFinding(
+                series=sid,
+                phase=phase,
+                effects=effects,
+                tier=max(t for _, t, _ in fired) if fired else None,
+                fired=tuple(fired),
+                baseline_count=_total(reference),
+                live_count=live_count,
+            )
+        )
+    return findings, alpha_test
+
+
+def read_phases(
+    store: Store,
+    model: str,
+    environment: str,
+    start: float,
+    end: float,
+    seasonality: Seasonality,
+    versions: Sequence[str] = (),
+) -> dict[int, dict[SeriesId, State]]:
+    """The window ``[start, end)`` merged per phase of each bucket's start time.
+
+    Versions as in :meth:`Windows.read`: all merged under ``"*"`` unless given.
+    """
+    grouped = _read_grouped(
+        store, model, environment, math.floor(start), math.ceil(end), seasonality.phase, versions
+    )
+    return {
+        p: {sid: merge_encoded(parts) for sid, parts in sorted(series.items())}
+        for p, series in sorted(grouped.items())
+    }
+
+
+def _read_grouped(
+    store: Store,
+    model: str,
+    environment: str,
+    first: int,
+    last: int,
+    group: Callable[[int], int],
+    versions: Sequence[str] = (),
+) -> dict[int, dict[SeriesId, list[bytes]]]:
+    """Encoded states of buckets in ``[first, last)`` by ``group(bucket start)`` and series."""
+    wanted = frozenset(versions)
+    merged_as = next(iter(wanted)) if len(wanted) == 1 else ALL_TRAFFIC
+    blobs: dict[int, dict[SeriesId, list[bytes]]] = {}
+    if first < last:
+        for partial in store.read_partials(model, environment, first, last):
+            series = blobs.setdefault(group(partial.bucket), {})
+            for text, blob in partial.series.items():
+                sid = SeriesId.parse(text)
+                if wanted and sid.version not in wanted:
+                    continue
+                key = SeriesId(merged_as, sid.slice, sid.kind, sid.signal)
+                series.setdefault(key, []).append(blob)
+    return {g: series for g, series in blobs.items() if series}
+
+
+def _merge_into(target: dict[SeriesId, State], sid: SeriesId, state: State) -> None:
+    """Merge ``state`` into ``target[sid]`` (or place it there); a type clash keeps the first."""
+    old = target.get(sid)
+    if old is None:
+        target[sid] = state
+    elif isinstance(old, NumericState):
+        if isinstance(state, NumericState):
+            old.merge(state)
+    elif isinstance(state, CategoricalState):
+        old.merge(state)
+
+
+def _copy(state: State) -> State:
+    """A copy that later merges cannot reach back from."""
+    if isinstance(state, NumericState):
+        numeric = NumericState(state.compression, state.exact_limit)
+        numeric.merge(state)
+        return numeric
+    table = CategoricalState(state.capacity)
+    table.merge(state)
+    return table
+
+
+@dataclass
+class _Live:
+    """The sealed part of an epoch's live data: buckets that started before
+    ``sealed_through`` merged per group (phase, or 0) and series."""
+
+    baseline_id: str
+    epoch_start: float
+    sealed_through: int
+    groups: dict[int, dict[SeriesId, State]]
+
+
+@dataclass
+class _Baseline:
+    """Decoded series of one baseline, by phase ("" when compared as a whole)."""
+
+    id: str
+    phases: dict[str, dict[SeriesId, State]]
+    tests: int
+    seasonal: bool
+
+
+class Comparator:
+    """Compares the live epoch of each (model, environment) with its active baseline.
+
+    Callers flush the live windows first (the server does before each round).
+    Thread-safe; ``compare`` blocks on the store (use ``asyncio.to_thread``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        windows: Windows,
+        guardrails: Guardrails,
+        *,
+        clock: Callable[[], float] = time.time,
+        seal_after: float = 600.0,
+    ) -> None:
+        self.guardrails = guardrails
+        self.seal_after = float(seal_after)
+        self._live: dict[tuple[str, str], _Live] = {}
+        self._store = store
+        self._windows = windows
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._baselines: dict[str, _Baseline] = {}
+        self._resets: dict[tuple[str, str], float] = {}
+        # (model, environment) -> (active id, pointer revision, activation time)
+        self._activations: dict[tuple[str, str], tuple[str, int, float]] = {}
+
+    def targets(self) -> list[tuple[str, str]]:
+        """The (model, environment) pairs that have an active baseline, sorted."""
+        return sorted(
+            {(r.model, r.environment) for r in self._store.list_baselines(status=Status.ACTIVE)}
+        )
+
+    def reset_epoch(self, model: str, environment: str, at: float) -> None:
+        """Start a new epoch at ``at`` (a change event): earlier live data no longer counts."""
+        with self._lock:
+            key = (model, environment)
+            self._resets[key] = max(self._resets.get(key, -math.inf), at)
+
+    def epoch_start(self, model: str, environment: str, now: float | None = None) -> float | None:
+        """Start of the current epoch of (model, environment), None without an active baseline."""
+        pointer = self._store.get_pointer(model, environment)
+        if pointer.active is None:
+            return None
+        return self._epoch_start(model, environment, pointer, self._clock() if now is None else now)
+
+    def _epoch_start(
+        self, model: str, environment: str, pointer: PointerState, now: float
+    ) -> float:
+        assert pointer.active is not None
+        key = (model, environment)
+        with self._lock:
+            known = self._activations.get(key)
+            reset = self._resets.get(key, -math.inf)
+        if known is None or known[:2] != (pointer.active, pointer.revision):
+            activated = self._activation_time(model, environment, pointer.active)
+            known = (pointer.active, pointer.revision, activated)
+            with self._lock:
+                self._activations[key] = known
+        start = max(known[2], reset)
+        age = self.guardrails.max_epoch_age
+        if now - start >= age:
+            start += math.floor((now - start) / age) * age
+        return start
+
+    def _activation_time(self, model: str, environment: str, baseline_id: str) -> float:
+        """When ``baseline_id`` last became active: its newest promote/rollback audit
+        entry; the baseline's creation time if the audit no longer holds one."""
+        for entry in reversed(self._store.list_audit(model, environment, _AUDIT_SCAN)):
+            if entry.action in _ACTIVATIONS and entry.after.get("active") == baseline_id:
+                return entry.time
+        return self._store.get_baseline(baseline_id).created_at
+
+    def _baseline(self, model: str, baseline_id: str) -> _Baseline:
+        with self._lock:
+            cached = self._baselines.get(baseline_id)
+        if cached is not None:
+            return cached
+        season = self.guardrails.seasonality(model)
+        states = {
+            SeriesId.parse(text): merge_encoded([blob])
+            for text, blob in self._store.get_baseline_series(baseline_id).items()
+        }
+        whole: dict[SeriesId, State] = {}
+        phased: dict[str, dict[SeriesId, State]] = {}
+        for sid, state in states.items():
+            # "<slice>@NN" is a phase copy when "<slice>" itself is stored too.
+            match = _PHASE.match(sid.slice)
+            if (
+                match is not None
+                and SeriesId(sid.version, match.group(1), sid.kind, sid.signal) in states
+            ):
+                key = SeriesId(ALL_TRAFFIC, match.group(1), sid.kind, sid.signal)
+                phased.setdefault(match.group(2), {})[key] = state
+            else:
+                whole[SeriesId(ALL_TRAFFIC, sid.slice, sid.kind, sid.signal)] = state
+        # Phase by phase only when the baseline was frozen with the configured phases; a
+        # model made seasonal later (or re-cut) is compared as a whole until re-frozen.
+        seasonal = season is not None and set(phased) == {f"{p:02d}" for p in range(season.phases)}
+        phases = phased if seasonal else {"": whole}
+        tests = sum(count_tests(p.items(), self.guardrails, model) for p in phases.values())
+        baseline = _Baseline(baseline_id, phases, tests, seasonal)
+        with self._lock:
+            self._baselines = {k: v for k, v in self._baselines.items() if k in self._active_ids()}
+            self._baselines[baseline_id] = baseline
+        return baseline
+
+    def _active_ids(self) -> set[str]:
+        return {known[0] for known in self._activations.values()}
+
+    def _read_live(
+        self,
+        model: str,
+        environment: str,
+        baseline_id: str,
+        start: float,
+        now: float,
+        season: Seasonality | None,
+    ) -> dict[int, dict[SeriesId, State]]:
+        """Live states of the epoch by group (phase, or 0): every bucket that started
+        in [start, now]. Buckets that started more than ``seal_after`` seconds ago are
+        merged once and kept; only the recent ones are read again at each check."""
+        group: Callable[[int], int] = season.phase if season is not None else _zero
+        key = (model, environment)
+        first = math.ceil(start)
+        through = math.floor(now) + 1  # every bucket that has started by now
+        with self._lock:
+            live = self._live.get(key)
+        if live is None or (live.baseline_id, live.epoch_start) != (baseline_id, start):
+            live = _Live(baseline_id, start, first, {})
+        seal = max(live.sealed_through, min(through, math.floor(now - self.seal_after)))
+        if seal > live.sealed_through:
+            newly = _read_grouped(self._store, model, environment, live.sealed_through, seal, group)
+            for g, series in newly.items():
+                target = live.groups.setdefault(g, {})
+                for sid, parts in series.items():
+                    _merge_into(target, sid, merge_encoded(parts))
+            live.sealed_through = seal
+        with self._lock:
+            self._live[key] = live
+        recent = _read_grouped(self._store, model, environment, seal, through, group)
+        out: dict[int, dict[SeriesId, State]] = {}
+        for g in sorted(set(live.groups) | set(recent)):
+            merged = {sid: merge_encoded(parts) for sid, parts in recent.get(g, {}).items()}
+            for sid, state in live.groups.get(g, {}).items():
+                if sid in merged:
+                    _merge_into(merged, sid, state)  # merged holds fresh copies: safe to mutate
+                else:
+                    merged[sid] = _copy(state)
+            out[g] = merged
+        return out
+
+    def compare(self, model: str, environment: str) -> ComparisonResult | None:
+        """Compare the live epoch with the active baseline; None without an active one."""
+        began = time.perf_counter()
+        pointer = self._store.get_pointer(model, environment)
+        if pointer.active is None:
+            return None
+        now = self._clock()
+        start = self._epoch_start(model, environment, pointer, now)
+        baseline = self._baseline(model, pointer.active)
+        alpha = self.guardrails.alpha
+        findings: list[SeriesFinding] = []
+        alpha_test = alpha / baseline.tests if baseline.tests else alpha
+        season = self.guardrails.seasonality(model) if baseline.seasonal else None
+        groups = self._read_live(model, environment, baseline.id, start, now, season)
+        if season is not None:
+            for number, states in sorted(groups.items()):
+                phase = f"{number:02d}"
+                base = baseline.phases.get(phase)
+                if base is None:
+                    continue
+                found, alpha_test = compare_states(
+                    base, states, self.guardrails, model, alpha, phase=phase, tests=baseline.tests
+                )
+                findings.extend(found)
+        else:
+            findings, alpha_test = compare_states(
+                baseline.phases[""],
+                groups.get(0, {}),
+                self.guardrails,
+                model,
+                alpha,
+                tests=baseline.tests,
+            )
+        return ComparisonResult(
+            model=model,
+            environment=environment,
+            baseline_id=baseline.id,
+            time=now,
+            window_start=start,
+            window_end=now,
+            alpha_per_test=alpha_test,
+            duration_seconds=time.perf_counter() - began,
+            findings=tuple(findings),
+        )
