@@ -36,7 +36,7 @@ from opentelemetry import trace
 from sidecar.alerts import Alerter, AlertSink
 from sidecar.baselines import BaselineManager
 from sidecar.compare import Comparator
-from sidecar.errors import BaselinedError
+from sidecar.errors import BaselinedError, ConfigError
 from sidecar.guardrails import Guardrails
 from sidecar.service import AlertsService, BaselinesService, IngestService
 from sidecar.settings import Settings
@@ -133,8 +133,9 @@ class Sidecar:
     on :meth:`stop`. ``clock`` (unix seconds) drives windows, baselines,
     comparisons and alerts. ``guardrails`` default to ``Guardrails.load`` of
     ``settings.guardrails`` (``alpha`` and ``check_interval`` from the
-    settings win when set); ``sinks`` to :func:`build_sinks` (closed on stop); ``tracer`` (a span
-    per comparison run) to the global tracer provider's, a no-op until configured.
+    settings win when set); ``sinks`` to :func:`build_sinks` (closed on stop);
+    ``tracer`` (a span per comparison run) to the global tracer provider's, a
+    no-op until configured.
     """
 
     def __init__(
@@ -148,11 +149,7 @@ class Sidecar:
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings = settings
-        self.store: Store = store if store is not None else open_store(settings.store)
-        self.windows = Windows(settings, self.store, clock=clock)
-        self.manager = BaselineManager(
-            self.store, self.windows, clock=clock, retention_seconds=settings.retention_seconds
-        )
+        # Configuration first: a bad guardrails file fails before the store is opened.
         self.guardrails = (
             guardrails
             if guardrails is not None
@@ -161,6 +158,11 @@ class Sidecar:
                 alpha=settings.alpha or None,  # 0: the guardrails file's (or the default)
                 check_interval=settings.check_interval or None,
             )
+        )
+        self.store: Store = store if store is not None else open_store(settings.store)
+        self.windows = Windows(settings, self.store, clock=clock)
+        self.manager = BaselineManager(
+            self.store, self.windows, clock=clock, retention_seconds=settings.retention_seconds
         )
         self.comparator = Comparator(self.store, self.windows, self.guardrails, clock=clock)
         self.alerter = Alerter(
@@ -354,6 +356,9 @@ async def _serve(settings: Settings) -> int:
     try:
         sidecar = Sidecar(settings)
         await asyncio.to_thread(sidecar.store.ping)
+    except ConfigError as err:
+        print(f"baselined: configuration error: {err}", file=sys.stderr)
+        return 2
     except BaselinedError as err:
         print(f"baselined: cannot open store {redact_url(settings.store)}: {err}", file=sys.stderr)
         return 1
@@ -393,7 +398,7 @@ async def _serve(settings: Settings) -> int:
 def run(settings: Settings) -> int:
     """Run the sidecar until SIGTERM or SIGINT; return the process exit code
     (0 after a clean stop, 1 when the store cannot be opened or the address
-    cannot be bound)."""
+    cannot be bound, 2 for a bad guardrails file)."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
