@@ -5,12 +5,13 @@
    middleware (``sidecar/demo_server.py``) and sends it traffic;
 3. freezes that traffic into a baseline and promotes it;
 4. restarts the model server with a regression injected (a dependency update
-   that doubles one input in preprocessing and slows inference by ~3 ms);
-5. prints the baseline's quantiles next to the live window's and names the
-   series that moved, then stops everything cleanly.
+   that triples one input in preprocessing and slows inference by ~3 ms);
+5. prints the baseline's quantiles next to the live window's, the sidecar's own
+   comparison (effects with anytime-valid bounds and tiers) and the alerts that
+   fired, then stops everything cleanly.
 
-Exit code 0 when the injected regression shows in the outputs and latency and
-the untouched input features stay put; 1 otherwise.
+Exit code 0 when latency and the score alert and no input feature does; 1
+otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from baselined.v1 import baselined_pb2 as pb
@@ -154,11 +156,6 @@ def _wait_bucket_boundary(bucket_seconds: float) -> float:
     return boundary
 
 
-GRID = tuple(round(i / 100, 2) for i in range(1, 100))  # the server caps a query at 100 levels
-Z_LIMIT = 5.0  # standard errors; with ~10 series x 3 levels a false "shifted" is very unlikely
-MIN_CHANGE = 0.02  # and a relative change below 2% is not worth a look
-
-
 def _numeric(series: Sequence[pb.SeriesSummary]) -> dict[tuple[str, str], pb.SeriesSummary]:
     return {
         (pb.SignalKind.Name(s.kind).removeprefix("SIGNAL_KIND_").lower(), s.signal): s
@@ -171,72 +168,51 @@ def _levels(s: pb.SeriesSummary) -> dict[float, float]:
     return {round(q.q, 6): q.value for q in s.quantiles}
 
 
-def _shift_z(base: pb.SeriesSummary, live_value: float, q: float, n_live: int) -> float:
-    """How many standard errors the live q-quantile sits from q in the baseline's CDF.
-
-    The baseline CDF is read off a fine quantile grid; under no change F_base(live
-    q-quantile) is about q with variance q(1-q)(1/n_base + 1/n_live). A plain
-    asymptotic check, good enough to show a demo; the comparator uses
-    anytime-valid bounds.
-    """
-    grid = sorted((round(x.q, 6), x.value) for x in base.quantiles if round(x.q, 6) in GRID_SET)
-    levels = [g[0] for g in grid]
-    values = [g[1] for g in grid]
-    if live_value <= values[0]:
-        cdf = levels[0] if live_value == values[0] else 0.0
-    elif live_value >= values[-1]:
-        cdf = levels[-1] if live_value == values[-1] else 1.0
-    else:
-        lo = max(i for i, v in enumerate(values) if v <= live_value)
-        hi = min(i for i, v in enumerate(values) if v >= live_value)
-        if values[hi] == values[lo]:  # a flat stretch (discrete values): the CDF jumps here
-            same = [levels[i] for i, v in enumerate(values) if v == live_value]
-            cdf = (
-                q
-                if same and same[0] <= q <= same[-1]
-                else (same[0] + same[-1]) / 2
-                if same
-                else levels[lo]
-            )
-        else:
-            t = (live_value - values[lo]) / (values[hi] - values[lo])
-            cdf = levels[lo] + t * (levels[hi] - levels[lo])
-    se = math.sqrt(q * (1 - q) * (1 / max(base.count, 1) + 1 / max(n_live, 1)))
-    return (cdf - q) / se if se > 0 else 0.0
-
-
-GRID_SET = frozenset(GRID)
-
-
-def _compare(baseline: pb.BaselineView, live: pb.WindowView) -> list[tuple[str, str, bool]]:
-    """Print the side-by-side table; return (kind, signal, shifted) per series."""
+def _compare(baseline: pb.BaselineView, live: pb.WindowView) -> None:
+    """Print the baseline's quantiles next to the live window's, per all-traffic series."""
     base, now = _numeric(baseline.series), _numeric(live.series)
-    print(
-        f"{'series':<26}"
-        + "".join(f"  {'p' + format(q * 100, 'g'):>30}" for q in LEVELS)
-        + "  verdict"
-    )
+    print(f"{'series':<26}" + "".join(f"  {'p' + format(q * 100, 'g'):>30}" for q in LEVELS))
     print(f"{'':<26}" + "".join(f"  {'baseline -> live (change)':>30}" for _ in LEVELS))
-    results = []
     for key in sorted(base):
         if key not in now:
             continue
         b_levels, l_levels = _levels(base[key]), _levels(now[key])
-        cells, shifted = [], False
+        cells = []
         for q in LEVELS:
             b, v = b_levels.get(round(q, 6), math.nan), l_levels.get(round(q, 6), math.nan)
             change = (v - b) / abs(b) if b else (0.0 if v == b else math.inf)
-            z = _shift_z(base[key], v, q, now[key].count)
-            shifted = shifted or (abs(z) > Z_LIMIT and abs(change) > MIN_CHANGE)
             cells.append(f"{b:9.4g} -> {v:9.4g} ({change:+7.1%})")
-        name = f"{key[0]}:{key[1]}"
-        print(
-            f"{name:<26}"
-            + "".join(f"  {c:>30}" for c in cells)
-            + ("  SHIFTED" if shifted else "  ok")
-        )
-        results.append((key[0], key[1], shifted))
-    return results
+        print(f"{key[0] + ':' + key[1]:<26}" + "".join(f"  {c:>30}" for c in cells))
+
+
+def _wait_for_alerts(client: Any, timeout: float) -> list[pb.Alert]:
+    """Firing alerts of the demo model, once latency and score have both alerted (or at timeout)."""
+    deadline = time.monotonic() + timeout
+    alerts: list[pb.Alert] = []
+    while time.monotonic() < deadline:
+        alerts = list(client.alerts(MODEL, ENVIRONMENT).alerts)
+        signals = {f.signal for alert in alerts for f in alert.series}
+        if {"latency_seconds", "score"} <= signals:
+            break
+        time.sleep(0.5)
+    return alerts
+
+
+def _print_findings(comparison: pb.CompareResponse) -> None:
+    """One line per all-traffic series: its tier and the effect that decided it."""
+    print(f"{'series':<26}{'tier':>10}  effect (estimate, confidence interval, guardrail)")
+    for finding in sorted(comparison.findings, key=lambda f: (f.kind, f.signal)):
+        if finding.slice != "*":
+            continue
+        kind = pb.SignalKind.Name(finding.kind).removeprefix("SIGNAL_KIND_").lower()
+        tier = pb.Severity.Name(finding.severity).removeprefix("SEVERITY_").lower()
+        fired = [e for e in finding.effects if e.severity]
+        if fired:
+            e = max(fired, key=lambda e: (e.severity, abs(e.estimate)))
+            detail = f"{e.name} {e.estimate:+.4g} [{e.lower:+.4g}, {e.upper:+.4g}] guardrail {e.guardrail:g}"
+        else:
+            tier, detail = "-", "no guarded effect clears its guardrail"
+        print(f"{kind + ':' + finding.signal:<26}{tier:>10}  {detail}")
 
 
 def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
@@ -275,6 +251,8 @@ def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
                 "0.5",
                 "--instance",
                 "demo-sidecar",
+                "--check-interval",
+                "1",
             ],
             stdout=sidecar_out,
             stderr=subprocess.STDOUT,
@@ -311,28 +289,45 @@ def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
             _stop(server, "model server v2")
             end2 = _wait_bucket_boundary(bucket_seconds)
 
-            view = client.get(frozen.id, quantiles=sorted(set(GRID) | set(LEVELS)), top_k=5)
+            view = client.get(frozen.id, quantiles=list(LEVELS), top_k=5)
             live = client.window(
                 model=MODEL, environment=ENVIRONMENT, start=start2, end=end2, versions=[],
                 quantiles=list(LEVELS), top_k=5,
             )  # fmt: skip
+            alerts = _wait_for_alerts(client, timeout=30.0)
+            comparison = client.compare(MODEL, ENVIRONMENT)
         print()
-        _say(f"baseline {frozen.id} (v1) against the live window (v2):")
+        _say(f"baseline {frozen.id} (v1) against the live window (v2), quantiles:")
         print()
-        results = _compare(view, live)
+        _compare(view, live)
         print()
-        shifted = {(k, s) for k, s, moved in results if moved}
+        _say(
+            f"the sidecar's comparison ({len(comparison.findings)} series, "
+            f"alpha per test {comparison.alpha_per_test:.1e}, anytime-valid bounds):"
+        )
+        print()
+        _print_findings(comparison)
+        print()
+        if alerts:
+            _say(f"{len(alerts)} alert(s) firing:")
+            for alert in alerts:
+                tier = pb.Severity.Name(alert.severity).removeprefix("SEVERITY_").lower()
+                print(f"  [{tier:>8}] {alert.summary}")
+        print()
+        alerted = {
+            (pb.SignalKind.Name(f.kind).removeprefix("SIGNAL_KIND_").lower(), f.signal)
+            for alert in alerts
+            for f in alert.series
+        }
         expected = {("latency", "latency_seconds"), ("output", "score")}
-        untouched = {("feature", "amount"), ("feature", "items"), ("feature", "distance_km")}
-        caught = expected <= shifted
-        quiet = not (untouched & shifted)
-        if caught and quiet:
+        untouched = {(kind, name) for kind, name in alerted if kind == "feature"}
+        if expected <= alerted and not untouched:
             _say(
-                "caught: latency and the score moved after the dependency update; the inputs did not."
+                "caught: latency and the score alerted after the dependency update; no input feature did."
             )
             code = 0
         else:
-            _say(f"NOT caught as expected: shifted={sorted(shifted)}")
+            _say(f"NOT caught as expected: alerts on {sorted(alerted)}")
     except Exception as err:
         _say(f"failed: {err}")
         code = 1

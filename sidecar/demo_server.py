@@ -5,7 +5,7 @@ answers ``{"score": 0.83, "label": "fraud"}``. The predict function is wrapped
 by :func:`middleware.shadow`, exactly as a user would wrap theirs.
 
 ``--regression`` makes the server behave as after a bad dependency update: the
-preprocessing applies a currency conversion to ``amount`` twice (doubling it) and every call takes ~3 ms
+preprocessing converts ``amount`` with a wrong exchange rate (tripling it) and every call takes ~3 ms
 longer (a slower kernel). Nothing else changes.
 
 Run: ``python -m sidecar.demo_server --port 8080 --target 127.0.0.1:50051``
@@ -35,7 +35,7 @@ def build_predict(*, regression: bool) -> Any:
 
     def predict(payload: dict[str, Any]) -> dict[str, Any]:
         features = payload["features"]
-        amount = float(features["amount"]) * (2.0 if regression else 1.0)
+        amount = float(features["amount"]) * (3.0 if regression else 1.0)
         z = -3.0 + _WEIGHTS["amount"] * amount
         z += _WEIGHTS["age_days"] * float(features["age_days"])
         z += _WEIGHTS["items"] * float(features["items"])
