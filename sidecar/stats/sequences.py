@@ -35,10 +35,12 @@ __all__ = [
     "T_OPT",
     "fixed_cdf_radius",
     "fixed_mean_bounds",
+    "fixed_mean_radius",
     "fixed_proportion_bounds",
     "fixed_rank_radius",
     "live_cdf_radius",
     "live_mean_bounds",
+    "live_mean_radius",
     "live_proportion_bounds",
     "live_rank_radius",
     "mixture_concentration",
@@ -650,3 +652,46 @@ def fixed_mean_bounds(
     lower: FloatArray = np.clip(m - half, low, high).astype(np.float64)
     upper: FloatArray = np.clip(m + half, low, high).astype(np.float64)
     return lower, upper
+
+
+# --------------------------------------------------------------------------- batched radii
+# The mean bounds above take one range and one alpha; a comparison of many series
+# needs one half-width per series (each with its own range, or its own alpha). These
+# give the half-width for values in a range of width 1 (scale by the width), with
+# alpha broadcast like the counts; no clipping.
+
+
+def _alphas(alpha: npt.ArrayLike) -> FloatArray:
+    arr = np.asarray(alpha, dtype=np.float64)
+    if not bool(((arr > 0.0) & (arr < 1.0)).all()):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    return arr
+
+
+def live_mean_radius(t: npt.ArrayLike, alpha: npt.ArrayLike) -> FloatArray:
+    """Half-width of `live_mean_bounds` for values in a range of width 1 (unclipped; inf at t = 0).
+
+    >>> lo, _ = live_mean_bounds(0.5, 10_000, 0.0, 1.0, 0.05)
+    >>> bool(abs(0.5 - float(lo) - float(live_mean_radius(10_000, 0.05))) < 1e-15)
+    True
+    """
+    a, ta = _alphas(alpha), _count("t", t)
+    two_l = 2.0 * np.log(1.0 / a)
+    rho = 0.25 * (T_OPT / (two_l + np.log1p(two_l)))  # sigma^2 mixture_concentration(alpha)
+    v = 0.25 * ta
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.sqrt((v + rho) * (np.log1p(v / rho) + two_l)) / ta
+    out: FloatArray = np.where(ta > 0.0, half, np.inf).astype(np.float64)
+    return out
+
+
+def fixed_mean_radius(n: npt.ArrayLike, alpha: npt.ArrayLike) -> FloatArray:
+    """Half-width of `fixed_mean_bounds` for values in a range of width 1 (unclipped).
+
+    >>> round(float(fixed_mean_radius(10_000, 0.05)), 4)
+    0.0136
+    """
+    a, na = _alphas(alpha), _count("n", n)
+    with np.errstate(divide="ignore"):
+        out: FloatArray = np.sqrt(np.log(2.0 / a) / (2.0 * na)).astype(np.float64)
+    return out
