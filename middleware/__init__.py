@@ -16,20 +16,24 @@ from middleware.asgi import BaselinedASGIMiddleware
 from middleware.client import Client, ClientError
 from middleware.extractors import default_features, default_outputs, from_dict, numpy_rows
 from middleware.fingerprint import Fingerprint, compute_fingerprint, process_fingerprint
+from middleware.grpc_oip import AioOIPServerInterceptor, OIPServerInterceptor, ShadowPerModel
 from middleware.sampling import Sampler, sample_by_id
 from middleware.shadow import Shadow, ShadowStats, shadow
 from middleware.shipper import Backoff
 from middleware.wsgi import BaselinedWSGIMiddleware
 
 __all__ = [
+    "AioOIPServerInterceptor",
     "Backoff",
     "BaselinedASGIMiddleware",
     "BaselinedWSGIMiddleware",
     "Client",
     "ClientError",
     "Fingerprint",
+    "OIPServerInterceptor",
     "Sampler",
     "Shadow",
+    "ShadowPerModel",
     "ShadowStats",
     "compute_fingerprint",
     "default_features",
