@@ -42,6 +42,10 @@ def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "must be 0 or greater"
 
 
+def _ratio(value: float) -> str | None:
+    return None if 0 <= value <= 1 else "must be between 0 and 1"
+
+
 def _alpha(value: float) -> str | None:
     return None if 0 <= value < 1 else "must be 0 (use the guardrails file) or between 0 and 1"
 
@@ -175,6 +179,60 @@ class Settings:
             " via the configured logger provider or OTLP (OTEL_EXPORTER_OTLP_* variables)"
         },
     )
+    http_listen: str = field(
+        default="",
+        metadata={
+            "help": "HTTP address (host:port, e.g. 127.0.0.1:9464) for /v1/kserve, /healthz and"
+            " /metrics; empty = off"
+        },
+    )
+    kserve_sample_rate: float = field(
+        default=1.0,
+        metadata={
+            "help": "share of KServe inference-logger events ingested, decided by ce-id",
+            "check": _ratio,
+        },
+    )
+    kserve_environment: str = field(
+        default="",
+        metadata={
+            "help": "environment of KServe traffic; empty = the event's namespace (ce-namespace)"
+        },
+    )
+
+    otel_exporter: str = field(
+        default="none",
+        metadata={
+            "help": "export the sidecar's own traces, metrics and logs: otlp (gRPC, configured"
+            " by the OTEL_EXPORTER_OTLP_* variables), console (the demo) or none"
+        },
+    )
+    deployment_environment: str = field(
+        default="",
+        metadata={
+            "help": "the deployment.environment.name resource attribute of the sidecar's"
+            " telemetry; empty = from OTEL_RESOURCE_ATTRIBUTES, if set there"
+        },
+    )
+    otel_ingest_span_ratio: float = field(
+        default=0.01,
+        metadata={
+            "help": "share of ingest batches that get a span (0 to 1)",
+            "check": _ratio,
+        },
+    )
+    otel_top_series: int = field(
+        default=20,
+        metadata={
+            "help": "series whose effect and bound are exported as gauges per (model,"
+            " environment): the closest to their guardrail",
+            "check": _non_negative,
+        },
+    )
+    prometheus_metrics: bool = field(
+        default=False,
+        metadata={"help": "serve the sidecar's metrics in Prometheus text format on /metrics"},
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -188,6 +246,10 @@ class Settings:
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(
                 f"setting 'log_level' must be debug, info, warning or error, got {self.log_level!r}"
+            )
+        if self.otel_exporter not in ("otlp", "console", "none"):
+            raise ConfigError(
+                f"setting 'otel_exporter' must be otlp, console or none, got {self.otel_exporter!r}"
             )
         if not self.listen:
             raise ConfigError("setting 'listen' must not be empty")
