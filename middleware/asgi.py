@@ -170,6 +170,7 @@ class BaselinedASGIMiddleware:
                 response_json=response_json,
                 route=_route(scope),
                 request_id=rid,
+                traceparent=_header(scope["headers"], b"traceparent"),
             )
             raise
         core.finish(
@@ -181,4 +182,5 @@ class BaselinedASGIMiddleware:
             response_json=response_json,
             route=_route(scope),
             request_id=rid,
+            traceparent=_header(scope["headers"], b"traceparent"),
         )

@@ -98,6 +98,7 @@ class ColumnBuffer:
         "error",
         "fblock",
         "has_ids",
+        "has_traces",
         "in_block",
         "kinds",
         "last_overflow_row",
@@ -109,6 +110,7 @@ class ColumnBuffer:
         "slices",
         "started",
         "timestamps",
+        "traceparents",
         "tried_blocks",
     )
 
@@ -121,6 +123,8 @@ class ColumnBuffer:
         self.timestamps = array("d", self._nan)
         self.request_ids = list(self._empty)
         self.has_ids = False
+        self.traceparents = list(self._empty)  # W3C traceparent per row ("" = none)
+        self.has_traces = False
         self.numeric: dict[str, array[float]] = {}
         self.categorical: dict[str, list[str]] = {}
         self.slices: dict[str, list[str]] = {}  # per-row slice attributes ("" = none)
@@ -186,6 +190,9 @@ class ColumnBuffer:
         if self.has_ids:
             self.request_ids[:] = empty
             self.has_ids = False
+        if self.has_traces:
+            self.traceparents[:] = empty
+            self.has_traces = False
         self.n = 0
         self.last_overflow_row = -1
         self.latency = self.new_numeric(LATENCY_NAME, LATENCY)
@@ -257,9 +264,11 @@ class Recorder:
         error_type: str | None,
         rows: Sequence[Row],
         slices: Mapping[str, str] | None = None,
+        traceparent: str | None = None,
     ) -> None:
         """Append one row per element of ``rows``, each carrying the call's signals
-        (and its per-row slice attributes ``slices``, when given)."""
+        (and its per-row slice attributes ``slices`` and the W3C ``traceparent``
+        of its request, when given)."""
         ready = False
         with self._lock:
             if self.down:
@@ -283,6 +292,9 @@ class Recorder:
                 if request_id:
                     buf.request_ids[row] = request_id
                     buf.has_ids = True
+                if traceparent:
+                    buf.traceparents[row] = traceparent
+                    buf.has_traces = True
                 buf.latency[row] = latency
                 buf.error[row] = 1.0 if error else 0.0
                 if cpu is not None:

@@ -365,12 +365,15 @@ class _Core:
         response_json: bool,
         route: str | None,
         request_id: str | None,
+        traceparent: str | None = None,
     ) -> None:
-        """Parse, extract and record one sampled exchange. Never raises."""
+        """Parse, extract and record one sampled exchange (``traceparent``: the
+        request's W3C trace context header, if any). Never raises."""
         try:
             self._finish(
-                elapsed_ns, status, exc, request, response, response_json, route, request_id
-            )
+                elapsed_ns, status, exc, request, response, response_json, route, request_id,
+                traceparent,
+            )  # fmt: skip
         except Exception as err:  # a bug of ours: never the app's problem
             self._log.warning(
                 "internal", "baselined HTTP middleware failed: %s", err, exc_info=True
@@ -386,6 +389,7 @@ class _Core:
         response_json: bool,
         route: str | None,
         request_id: str | None,
+        traceparent: str | None = None,
     ) -> None:
         if exc is not None and (status is None or status < 500):
             status = 500  # what the server answers for an unhandled exception
@@ -452,6 +456,7 @@ class _Core:
             error_type=error_type,
             request_id=request_id,
             slices=slices,
+            traceparent=traceparent,
         )
 
 

@@ -612,11 +612,17 @@ def encode_batch(template: bytes, bufs: list[ColumnBuffer]) -> bytes:
         )
         parts.append(_length_delimited(8, column))
     has_ids = any(buf.has_ids for buf in bufs)
-    if has_ids or categorical or slice_cols:
+    has_traces = any(buf.has_traces for buf in bufs)
+    if has_ids or has_traces or categorical or slice_cols:
         rest = pb.SampleBatch()
         if has_ids:
             for buf in bufs:
                 rest.request_ids.extend(buf.request_ids[: buf.n])
+        if has_traces:  # field 12: one traceparent per row, "" where none
+            for buf in bufs:
+                rest.traceparents.extend(
+                    buf.traceparents[: buf.n] if buf.has_traces else [""] * buf.n
+                )
         for name, (kind, lists) in categorical.items():
             col = rest.categorical.add(name=name, kind=kind)
             for cat_values, n in zip(lists, sizes, strict=True):

@@ -172,6 +172,7 @@ class _Exchange:
             response_json=self.response_json,
             route=self.route or _route(self.environ),
             request_id=self.rid,
+            traceparent=self.environ.get("HTTP_TRACEPARENT"),
         )
 
 

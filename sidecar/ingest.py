@@ -21,6 +21,7 @@ name: "x"...
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,8 @@ class DecodedBatch:
 
     ``numeric[i]`` holds the values of signal ``numeric_signals[i]``, one per
     row; ``batch_slices`` are (attribute, value) pairs that hold for every row,
-    sorted by attribute.
+    sorted by attribute. ``traceparents`` is empty or holds one W3C traceparent
+    per row (``""`` = none), unvalidated: readers check the few they keep.
     """
 
     model: str
@@ -77,6 +79,7 @@ class DecodedBatch:
     slices: tuple[SliceData, ...]
     batch_slices: tuple[tuple[str, str], ...]
     fingerprint: pb.Fingerprint | None
+    traceparents: Sequence[str] = ()
 
 
 def check_name(what: str, value: str, *, allow_empty: bool = False) -> None:
@@ -176,6 +179,11 @@ def decode_batch(batch: pb.SampleBatch, settings: Settings, *, now: float) -> De
             f"request_ids has {len(batch.request_ids)} values,"
             f" expected 0 or {rows} (one per timestamp)"
         )
+    if len(batch.traceparents) not in (0, rows):
+        raise InvalidInput(
+            f"traceparents has {len(batch.traceparents)} values,"
+            f" expected 0 or {rows} (one per timestamp)"
+        )
 
     seen: dict[tuple[Kind, str], str] = {}
 
@@ -248,4 +256,5 @@ def decode_batch(batch: pb.SampleBatch, settings: Settings, *, now: float) -> De
         slices=tuple(slices),
         batch_slices=tuple((k, v) for k, v in batch_slices if v),
         fingerprint=fingerprint,
+        traceparents=batch.traceparents,  # a view: only the few rows kept are read
     )

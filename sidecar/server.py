@@ -38,11 +38,14 @@ from sidecar.baselines import BaselineManager
 from sidecar.compare import Comparator
 from sidecar.errors import BaselinedError, ConfigError
 from sidecar.guardrails import Guardrails
+from sidecar.http import HttpListener
+from sidecar.kserve import KServeIngest
 from sidecar.service import AlertsService, BaselinesService, IngestService
 from sidecar.settings import Settings
 from sidecar.sinks.otel import comparison_span
 from sidecar.stores import open_store
 from sidecar.stores.base import Store
+from sidecar.telemetry import Telemetry
 from sidecar.windows import Windows
 
 __all__ = ["SERVICE_NAMES", "Sidecar", "StartError", "build_sinks", "redact_url", "run"]
@@ -85,9 +88,11 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def build_sinks(settings: Settings) -> list[AlertSink]:
+def build_sinks(settings: Settings, *, telemetry: Telemetry | None = None) -> list[AlertSink]:
     """The alert sinks the settings ask for: Alertmanager (``alertmanager_url``),
-    a webhook (``webhook_url``) and OpenTelemetry log records (``otel_logs``)."""
+    a webhook (``webhook_url``) and OpenTelemetry log records (``otel_logs``, or
+    ``otel_exporter`` other than none: then through ``telemetry``'s logger provider,
+    each record carrying a sampled request's trace id)."""
     sinks: list[AlertSink] = []
     if settings.alertmanager_url:
         from sidecar.sinks.alertmanager import AlertmanagerSink
@@ -101,7 +106,11 @@ def build_sinks(settings: Settings) -> list[AlertSink]:
         from sidecar.sinks.webhook import WebhookSink
 
         sinks.append(WebhookSink(settings.webhook_url))
-    if settings.otel_logs:
+    if telemetry is not None and settings.otel_exporter != "none":
+        from sidecar.sinks.otel import OTelLogSink
+
+        sinks.append(OTelLogSink(telemetry.logger_provider, trace_for=telemetry.alert_trace))
+    elif settings.otel_logs:
         sinks.append(_otel_log_sink())
     return sinks
 
@@ -147,6 +156,7 @@ class Sidecar:
         guardrails: Guardrails | None = None,
         sinks: Sequence[AlertSink] | None = None,
         tracer: trace.Tracer | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         # Configuration first: a bad guardrails file fails before the store is opened.
@@ -165,15 +175,24 @@ class Sidecar:
             self.store, self.windows, clock=clock, retention_seconds=settings.retention_seconds
         )
         self.comparator = Comparator(self.store, self.windows, self.guardrails, clock=clock)
+        if telemetry is None and (settings.otel_exporter != "none" or settings.prometheus_metrics):
+            telemetry = Telemetry.from_settings(settings)
+        self.telemetry = telemetry
+        if telemetry is not None:
+            telemetry.attach(self.windows, self.guardrails)
         self.alerter = Alerter(
             clock=clock,
             consecutive=self.guardrails.consecutive,
             resolve_after=self.guardrails.resolve_after,
             cooldown=self.guardrails.cooldown,
-            sinks=build_sinks(settings) if sinks is None else sinks,
+            sinks=build_sinks(settings, telemetry=telemetry) if sinks is None else sinks,
             alpha=self.guardrails.alpha,
         )
-        self._tracer = tracer if tracer is not None else trace.get_tracer("baselined")
+        if tracer is None:
+            tracer = telemetry.tracer if telemetry is not None else trace.get_tracer("baselined")
+        self._tracer = tracer
+        self.kserve = KServeIngest(self.windows, settings, clock=clock)
+        self.http: HttpListener | None = None  # started when settings.http_listen is set
         self._server: grpc.aio.Server | None = None
         self._health: health_aio.HealthServicer | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -240,6 +259,25 @@ class Sidecar:
                 f" grpc: {cause or 'no port was bound'})"
             )
         await server.start()
+        if settings.http_listen:
+            http = HttpListener(
+                settings.http_listen,
+                kserve=self.kserve,
+                metrics_text=(
+                    self.telemetry.metrics_text
+                    if self.telemetry is not None and self.telemetry.prometheus_enabled
+                    else None
+                ),
+                max_body=settings.max_batch_bytes,
+                stopping=self._stopping.is_set,
+                shutdown_timeout=max(settings.shutdown_grace, 0.1),
+            )
+            try:
+                await http.start()
+            except BaselinedError:
+                await server.stop(None)
+                raise
+            self.http = http
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server, self._health = server, health
@@ -317,9 +355,14 @@ class Sidecar:
 
     def _compare_and_observe(self, model: str, environment: str) -> None:
         result = self.comparator.compare(model, environment)
-        if result is not None:
-            with comparison_span(self._tracer, result):
+        if result is None:
+            return
+        if self.telemetry is not None:  # links to sampled requests, duration, effect gauges
+            with self.telemetry.comparison(result):
                 self.alerter.observe(result, self.guardrails.playbook_url(model))
+            return
+        with comparison_span(self._tracer, result):
+            self.alerter.observe(result, self.guardrails.playbook_url(model))
 
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, stop accepting calls (in-flight ones get ``grace``
@@ -338,6 +381,8 @@ class Sidecar:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         self.alerter.end_watchers()  # WatchAlerts streams end now instead of holding the grace
+        if self.http is not None:  # before the final flush: pending KServe halves are ingested
+            await self.http.stop()
         if self._server is not None:
             await self._server.stop(grace)
         try:
@@ -349,6 +394,8 @@ class Sidecar:
             )
         finally:
             await asyncio.to_thread(self.alerter.close, max(grace, 1.0))
+            if self.telemetry is not None:
+                await asyncio.to_thread(self.telemetry.shutdown, max(grace, 1.0))
             await asyncio.to_thread(self.store.close)
 
 
@@ -381,7 +428,8 @@ async def _serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _on_signal, signum)
     print(
-        f"baselined sidecar listening on {sidecar.address} (store {redact_url(settings.store)})",
+        f"baselined sidecar listening on {sidecar.address} (store {redact_url(settings.store)}"
+        + (f"; http on {sidecar.http.address})" if sidecar.http is not None else ")"),
         file=sys.stderr,
         flush=True,
     )

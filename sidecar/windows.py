@@ -30,11 +30,13 @@ written before.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -49,7 +51,7 @@ from sidecar.series import CategoricalState, NumericState, merge_encoded
 from sidecar.settings import Settings
 from sidecar.stores.base import Store
 
-__all__ = ["OTHER", "WindowData", "Windows"]
+__all__ = ["OTHER", "TRACES_KEPT", "WindowData", "Windows"]
 
 OTHER = "__other__"
 """The slice value that collects an attribute's values past ``max_slice_values``."""
@@ -58,6 +60,10 @@ _KEEP_BUCKETS = 2  # flushed buckets this far behind the newest stay in memory f
 _BUFFER_VALUES = 4096  # per series: 32 KB, twice a full digest; ~90 % of the bulk rate
 _LATE = "#late"
 _LATE_SUFFIX = re.compile(re.escape(_LATE) + r"\d+$")
+
+TRACES_KEPT = 8
+"""Sampled request traceparents kept per (model, environment, version, slice)."""
+_TRACE_SCAN = 64  # rows read from the end of a batch for its traceparents
 
 _State = NumericState | CategoricalState
 _Key = tuple[str, str, Kind, str]  # SeriesId fields; plain tuples hash faster
@@ -109,7 +115,15 @@ class _Bucket:
 class _Window:
     """In-memory state of one (model, environment)."""
 
-    __slots__ = ("buckets", "categorical", "fingerprint", "horizon", "newest", "slice_values")
+    __slots__ = (
+        "buckets",
+        "categorical",
+        "fingerprint",
+        "horizon",
+        "newest",
+        "slice_values",
+        "traces",
+    )
 
     def __init__(self) -> None:
         self.buckets: dict[int, _Bucket] = {}
@@ -119,6 +133,8 @@ class _Window:
         self.slice_values: dict[str, set[str]] = {}
         self.categorical: dict[tuple[Kind, str], bool] = {}
         self.fingerprint: pb.Fingerprint | None = None
+        # (version, slice label) -> the latest sampled request traceparents, oldest first.
+        self.traces: dict[tuple[str, str], deque[str]] = {}
 
 
 def _groups(codes: _Index, n: int) -> list[tuple[int, _Index | None]]:
@@ -141,7 +157,9 @@ class Windows:
 
     ``writer`` defaults to ``f"{settings.instance}:{random token}"`` so a
     restarted sidecar never overwrites its predecessor's partials. ``clock``
-    (unix seconds) is what timestamps are checked against.
+    (unix seconds) is what timestamps are checked against. ``on_batch`` (for
+    telemetry) is called after each accepted batch with the decoded batch and
+    the ``time.time_ns()`` at which its ingest began.
     """
 
     def __init__(
@@ -151,7 +169,9 @@ class Windows:
         *,
         clock: Callable[[], float] = time.time,
         writer: str | None = None,
+        on_batch: Callable[[DecodedBatch, int], None] | None = None,
     ) -> None:
+        self.on_batch = on_batch
         self.writer = writer or f"{settings.instance}:{secrets.token_hex(4)}"
         self._settings = settings
         self._store = store
@@ -172,6 +192,7 @@ class Windows:
                 "flushes",
                 "flush_failures",
                 "series_flushed",
+                "traceparents_invalid",
             ),
             0,
         )
@@ -184,6 +205,7 @@ class Windows:
         A bad batch raises InvalidInput or TooLarge, naming the problem, and
         changes nothing but the rejection counters.
         """
+        began = time.time_ns() if self.on_batch is not None else 0
         try:
             data = decode_batch(batch, self._settings, now=self._clock())
             with self._lock:
@@ -194,6 +216,8 @@ class Windows:
                 else:
                     self._check_kinds(window, data)
                 self._accumulate(window, data)
+                if data.traceparents:
+                    self._remember_traces(window, data)
                 self._counts["batches_accepted"] += 1
                 self._counts["records_accepted"] += data.rows
         except (InvalidInput, TooLarge):
@@ -201,7 +225,80 @@ class Windows:
                 self._counts["batches_rejected"] += 1
                 self._counts["records_rejected"] += len(batch.timestamps)
             raise
+        if self.on_batch is not None:
+            with contextlib.suppress(Exception):  # telemetry must never refuse a batch
+                self.on_batch(data, began)
         return data.rows
+
+    def _remember_traces(self, window: _Window, data: DecodedBatch) -> None:
+        """Keep the traceparents of the last rows of the batch in the reservoirs of
+        the series they fed (all traffic, the batch's slices and each row's slices).
+
+        Only the shape is checked here (55 characters, dashes in place); the ids are
+        parsed where they are used, so a malformed one is ignored there.
+        """
+        first = max(0, data.rows - _TRACE_SCAN)
+        tail = data.traceparents[first:]  # one C call: indexing row by row costs ~1 us each
+        rows = [(first + j, tp) for j, tp in enumerate(tail) if tp]
+        if not rows:
+            return
+        shaped = [(j, tp) for j, tp in rows if len(tp) == 55 and tp[2] == tp[35] == tp[52] == "-"]
+        if len(shaped) != len(rows):
+            self._counts["traceparents_invalid"] += len(rows) - len(shaped)
+        if not shaped:
+            return
+        version, traces = data.version, window.traces
+        whole = [ALL_TRAFFIC]
+        for attr, value in data.batch_slices:
+            admitted = window.slice_values.get(attr, ())
+            whole.append(f"{attr}={value if value in admitted else OTHER}")
+        recent = [tp for _, tp in shaped[-TRACES_KEPT:]]
+        for label in whole:
+            kept = traces.get((version, label))
+            if kept is None:
+                kept = traces[(version, label)] = deque(maxlen=TRACES_KEPT)
+            kept.extend(recent)
+        for column in data.slices:
+            admitted = window.slice_values.get(column.name, ())
+            per_label: dict[str, list[str]] = {}
+            values = column.values
+            for j, tp in shaped:
+                value = values[j]
+                if value:
+                    per_label.setdefault(value, []).append(tp)
+            for value, tps in per_label.items():
+                label = f"{column.name}={value if value in admitted else OTHER}"
+                kept = traces.get((version, label))
+                if kept is None:
+                    kept = traces[(version, label)] = deque(maxlen=TRACES_KEPT)
+                kept.extend(tps[-TRACES_KEPT:])
+
+    def traces(
+        self, model: str, environment: str, series: SeriesId | None = None
+    ) -> tuple[str, ...]:
+        """The latest sampled request traceparents (W3C, newest first, at most
+        ``TRACES_KEPT`` per version) of the rows that fed ``series`` (every signal
+        of a row shares its trace, so this is per version and slice; version
+        ``"*"`` or ``series=None`` (all traffic) look at every version)."""
+        version = ALL_TRAFFIC if series is None else series.version
+        label = ALL_TRAFFIC if series is None else series.slice
+        with self._lock:
+            window = self._windows.get((model, environment))
+            if window is None:
+                return ()
+            found: list[str] = []
+            for (v, lbl), kept in window.traces.items():
+                if lbl == label and (version == ALL_TRAFFIC or v == version):
+                    found.extend(reversed(kept))
+        return tuple(dict.fromkeys(found))[:TRACES_KEPT]
+
+    def series_counts(self) -> dict[tuple[str, str], int]:
+        """Distinct series in memory per (model, environment)."""
+        with self._lock:
+            return {
+                key: len({k for b in window.buckets.values() for k in b.states})
+                for key, window in self._windows.items()
+            }
 
     @staticmethod
     def _check_kinds(window: _Window, data: DecodedBatch) -> None:

@@ -17,16 +17,33 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from opentelemetry._logs import LoggerProvider, LogRecord, SeverityNumber
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    TraceFlags,
+    Tracer,
+    get_current_span,
+    set_span_in_context,
+)
 from opentelemetry.util.types import AttributeValue
 
 from sidecar.sinks.base import AlertView, FindingView, headline, tier_name
 
-__all__ = ["EVENT_NAME", "SPAN_NAME", "ComparisonView", "OTelLogSink", "comparison_span"]
+__all__ = [
+    "EVENT_NAME",
+    "SPAN_NAME",
+    "ComparisonView",
+    "OTelLogSink",
+    "comparison_span",
+    "parse_traceparent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +121,35 @@ def _alert_attributes(alert: AlertView) -> dict[str, AttributeValue]:
     return attributes
 
 
+def parse_traceparent(value: str) -> SpanContext | None:
+    """The remote span context of a W3C ``traceparent`` (``00-<trace>-<span>-<flags>``),
+    or None when it is malformed or names the invalid (all-zero) ids.
+
+    >>> hex(parse_traceparent("00-" + "ab" * 16 + "-" + "cd" * 8 + "-01").trace_id)[:6]
+    '0xabab'
+    """
+    parts = value.split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    if parts[0] == "ff" or not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 0xFF))
+
+
+def _record_context(traceparent: str | None) -> Context | None:
+    """A context whose span is the sampled request's (None: the current context)."""
+    if not traceparent:
+        return None
+    parent = parse_traceparent(traceparent)
+    if parent is None:
+        return None
+    return set_span_in_context(NonRecordingSpan(parent))
+
+
 class OTelLogSink:
     """Emit one OpenTelemetry log record (event ``baselined.alert``) per alert change.
 
@@ -111,10 +157,22 @@ class OTelLogSink:
     Body: the alert's summary. Attributes: ``baselined.*`` (model, environment,
     signal, slice, tier, state, fingerprint, baseline_id, the main effect with
     its bounds and guardrail). Errors are logged, never raised.
+
+    ``trace_for`` (optional) returns the W3C traceparent of a sampled request
+    of the alert's series: the record then carries that request's trace and
+    span id, and the comparison span it was emitted in (if any) goes to the
+    ``baselined.comparison.trace_id``/``span_id`` attributes.
     """
 
-    def __init__(self, logger_provider: LoggerProvider, *, name: str = "baselined") -> None:
+    def __init__(
+        self,
+        logger_provider: LoggerProvider,
+        *,
+        name: str = "baselined",
+        trace_for: Callable[[AlertView], str | None] | None = None,
+    ) -> None:
         self._provider = logger_provider
+        self._trace_for = trace_for
         self._logger = logger_provider.get_logger(name)
         self.emitted = 0
         self.failed = 0
@@ -127,12 +185,21 @@ class OTelLogSink:
                 if alert.state == "resolved"
                 else _SEVERITY.get(int(alert.tier), SeverityNumber.ERROR)
             )
+            attributes = _alert_attributes(alert)
+            context = None
+            if self._trace_for is not None:
+                context = _record_context(self._trace_for(alert))
+                current = get_current_span().get_span_context()
+                if context is not None and current.is_valid:
+                    attributes["baselined.comparison.trace_id"] = f"{current.trace_id:032x}"
+                    attributes["baselined.comparison.span_id"] = f"{current.span_id:016x}"
             record = LogRecord(
                 timestamp=int(alert.updated_at * 1e9),
+                context=context,
                 severity_number=severity,
                 severity_text=severity.name,
                 body=alert.summary,
-                attributes=_alert_attributes(alert),
+                attributes=attributes,
                 event_name=EVENT_NAME,
             )
             self._logger.emit(record)
@@ -152,12 +219,15 @@ class OTelLogSink:
 
 
 @contextlib.contextmanager
-def comparison_span(tracer: Tracer, result: ComparisonView) -> Iterator[Span]:
+def comparison_span(
+    tracer: Tracer, result: ComparisonView, *, links: Sequence[Link] = ()
+) -> Iterator[Span]:
     """A span for one comparison run, current while the block runs.
 
     Call it right after the comparison: the span starts ``duration_seconds``
     ago and ends when the block exits, so alert handling done inside it (and
-    the alert log records) belongs to the run.
+    the alert log records) belongs to the run. ``links`` point at related
+    traces (sampled requests of the compared series).
 
     >>> # result = comparator.compare("fraud", "prod")
     >>> # with comparison_span(tracer, result) as span: alerter.observe(result)
@@ -178,5 +248,7 @@ def comparison_span(tracer: Tracer, result: ComparisonView) -> Iterator[Span]:
     for tier in (1, 2, 3):
         attributes[f"baselined.findings.{tier_name(tier)}"] = tiers.count(tier)
     start = time.time_ns() - int(max(result.duration_seconds, 0.0) * 1e9)
-    with tracer.start_as_current_span(SPAN_NAME, attributes=attributes, start_time=start) as span:
+    with tracer.start_as_current_span(
+        SPAN_NAME, attributes=attributes, start_time=start, links=links
+    ) as span:
         yield span

@@ -97,7 +97,7 @@ class SliceColumn(_message.Message):
     def __init__(self, name: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SampleBatch(_message.Message):
-    __slots__ = ("model", "version", "environment", "fingerprint", "instance", "request_ids", "timestamps", "numeric", "categorical", "slices", "batch_slices")
+    __slots__ = ("model", "version", "environment", "fingerprint", "instance", "request_ids", "timestamps", "numeric", "categorical", "slices", "batch_slices", "traceparents")
     class BatchSlicesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class SampleBatch(_message.Message):
     CATEGORICAL_FIELD_NUMBER: _ClassVar[int]
     SLICES_FIELD_NUMBER: _ClassVar[int]
     BATCH_SLICES_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     environment: str
@@ -127,7 +128,8 @@ class SampleBatch(_message.Message):
     categorical: _containers.RepeatedCompositeFieldContainer[CategoricalColumn]
     slices: _containers.RepeatedCompositeFieldContainer[SliceColumn]
     batch_slices: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., environment: _Optional[str] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., instance: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., timestamps: _Optional[_Iterable[float]] = ..., numeric: _Optional[_Iterable[_Union[NumericColumn, _Mapping]]] = ..., categorical: _Optional[_Iterable[_Union[CategoricalColumn, _Mapping]]] = ..., slices: _Optional[_Iterable[_Union[SliceColumn, _Mapping]]] = ..., batch_slices: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    traceparents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., environment: _Optional[str] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., instance: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., timestamps: _Optional[_Iterable[float]] = ..., numeric: _Optional[_Iterable[_Union[NumericColumn, _Mapping]]] = ..., categorical: _Optional[_Iterable[_Union[CategoricalColumn, _Mapping]]] = ..., slices: _Optional[_Iterable[_Union[SliceColumn, _Mapping]]] = ..., batch_slices: _Optional[_Mapping[str, str]] = ..., traceparents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BatchRejection(_message.Message):
     __slots__ = ("batch_index", "code", "message", "records")
