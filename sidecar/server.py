@@ -195,6 +195,8 @@ class Sidecar:
         self.http: HttpListener | None = None  # started when settings.http_listen is set
         self._server: grpc.aio.Server | None = None
         self._health: health_aio.HealthServicer | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port = 0  # the bound port of health_listen (useful with port 0)
         self._flusher: asyncio.Task[None] | None = None
         self._checker: asyncio.Task[None] | None = None
         self._failing: set[tuple[str, str]] = set()
@@ -278,12 +280,40 @@ class Sidecar:
                 await server.stop(None)
                 raise
             self.http = http
+        if settings.health_listen:
+            try:
+                self._health_server = await self._start_health_server(health)
+            except StartError:
+                if self.http is not None:
+                    await self.http.stop()
+                await server.stop(None)
+                raise
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server, self._health = server, health
         self._port = 0 if unix else port
         self._flusher = asyncio.create_task(self._flush_loop(), name="baselined-flush")
         self._checker = asyncio.create_task(self._check_loop(), name="baselined-compare")
+
+    async def _start_health_server(self, health: health_aio.HealthServicer) -> grpc.aio.Server:
+        """A second gRPC server on TCP with only grpc.health.v1: kubelet ``grpc:``
+        probes dial the pod IP, so they cannot reach a Unix-socket listener."""
+        address = self.settings.health_listen
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            await server.stop(None)
+            raise StartError(
+                f"cannot listen on {address} for health checks: the address is in use or invalid"
+                " (choose another with --health-listen or BASELINED_HEALTH_LISTEN)"
+            )
+        await server.start()
+        self.health_port = port
+        return server
 
     async def _flush_loop(self) -> None:
         failing = False
@@ -385,6 +415,8 @@ class Sidecar:
             await self.http.stop()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(grace)
         try:
             written = await asyncio.to_thread(self.windows.flush)
             log.info("final flush wrote %d series", written)

@@ -179,6 +179,13 @@ class Settings:
             " via the configured logger provider or OTLP (OTEL_EXPORTER_OTLP_* variables)"
         },
     )
+    health_listen: str = field(
+        default="",
+        metadata={
+            "help": "extra TCP address (host:port) serving only grpc.health.v1, for kubelet grpc"
+            " probes when --listen is a Unix socket; empty = off"
+        },
+    )
     http_listen: str = field(
         default="",
         metadata={

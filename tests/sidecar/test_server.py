@@ -10,6 +10,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ from baselined.v1 import baselined_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from sidecar.server import SERVICE_NAMES, Sidecar
+from sidecar.server import SERVICE_NAMES, Sidecar, StartError
 from sidecar.settings import Settings
 from sidecar.stores.base import Store
 from sidecar.stores.redis import RedisStore
@@ -614,3 +615,51 @@ def test_run_exits_non_zero_with_a_message_when_the_store_cannot_be_opened(tmp_p
     assert result.returncode != 0
     assert "cannot open store redis://:***@127.0.0.1:1/0" in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def test_health_listener_on_tcp_beside_a_unix_socket(tmp_path: Path, clock: FakeClock) -> None:
+    """kubelet grpc probes dial TCP: health_listen serves grpc.health.v1 there, and
+    only that, with the same state as the main listener."""
+    path = tmp_path / "baselined.sock"
+    sidecar = Sidecar(settings_for(listen=f"unix:{path}", health_listen="127.0.0.1:0"), clock=clock)
+    loop = asyncio.new_event_loop()
+
+    async def probe() -> tuple[int, grpc.StatusCode | None]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.health_port}") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            try:
+                await pb_grpc.IngestStub(channel).IngestBatch(
+                    make_batch(latency=[0.1], at=T0 - 1), timeout=5
+                )
+                code = None
+            except grpc.aio.AioRpcError as err:
+                code = err.code()
+            return reply.status, code
+
+    try:
+        loop.run_until_complete(sidecar.start())
+        assert sidecar.health_port > 0
+        status, ingest_code = loop.run_until_complete(probe())
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        assert ingest_code == grpc.StatusCode.UNIMPLEMENTED  # ingest stays on the socket
+    finally:
+        loop.run_until_complete(sidecar.stop(0))
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+def test_health_listener_on_a_busy_port_fails_to_start(clock: FakeClock) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        sidecar = Sidecar(settings_for(health_listen=f"127.0.0.1:{port}"), clock=clock)
+        loop = asyncio.new_event_loop()
+        try:
+            with pytest.raises(StartError, match="for health checks"):
+                loop.run_until_complete(sidecar.start())
+        finally:
+            loop.run_until_complete(sidecar.stop(0))
+            loop.close()
