@@ -3,8 +3,14 @@
 One comparison of a (model, environment) reads the cumulative live data of the
 current *epoch* (from the active baseline's activation, or the last
 :meth:`Comparator.reset_epoch`, until now; an epoch older than
-``max_epoch_age`` restarts), computes each series' effects with confidence
-intervals (``sidecar.stats.effects``) and judges them against the guardrails.
+``max_epoch_age`` restarts), computes each series' guarded effects with
+confidence intervals and judges them against the guardrails. The effects come
+from one :class:`~sidecar.stats.evaluator.EffectEvaluator` per baseline (and
+phase), built once and cached with the decoded baseline: its baseline side is
+computed once, the live side of all series at each check (``evaluator=``).
+Findings hold the guarded effects only; ``full=True`` (on-demand comparisons)
+computes every effect of :data:`~sidecar.stats.effects.NUMERIC_EFFECTS` /
+:data:`~sidecar.stats.effects.CATEGORICAL_EFFECTS`, each at the same alpha per test.
 
 The false-alarm budget ``alpha`` holds per (model, environment) per epoch. It is
 split (Bonferroni) evenly over the family of tests fixed by the baseline and
@@ -29,12 +35,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidecar.guardrails import Guardrails, Seasonality, Tier
 from sidecar.records import ALL_TRAFFIC, Kind, PointerState, SeriesId, Status
 from sidecar.series import CategoricalState, NumericState, merge_encoded
-from sidecar.stats.effects import Effect, categorical_effects, numeric_effects
+from sidecar.stats.effects import CATEGORICAL_EFFECTS, NUMERIC_EFFECTS, Effect
+from sidecar.stats.evaluator import EffectEvaluator
 from sidecar.stores.base import Store
 from sidecar.windows import Windows
 
@@ -42,7 +49,9 @@ __all__ = [
     "Comparator",
     "ComparisonResult",
     "SeriesFinding",
+    "SeriesKey",
     "State",
+    "build_evaluator",
     "compare_states",
     "count_tests",
     "phase_slice",
@@ -50,6 +59,8 @@ __all__ = [
 ]
 
 State = NumericState | CategoricalState
+SeriesKey = tuple[str, Kind, str]
+"""(slice, kind, signal): how live series meet their baseline series (versions merged)."""
 
 _PHASE = re.compile(r"^(.*)@(\d{2})$")
 _ACTIVATIONS = ("promote", "rollback")
@@ -115,6 +126,11 @@ def _total(state: State) -> int:
     return state.count + state.missing
 
 
+def _order(sid: SeriesId) -> tuple[str, str, str, str]:
+    """SeriesId's own order, as one tuple per series (faster to sort by)."""
+    return (sid.version, sid.slice, sid.kind.value, sid.signal)
+
+
 def count_tests(base: Iterable[tuple[SeriesId, State]], guardrails: Guardrails, model: str) -> int:
     """The family size: guarded effects summed over the baseline series given."""
     rails = guardrails.for_state
@@ -122,6 +138,38 @@ def count_tests(base: Iterable[tuple[SeriesId, State]], guardrails: Guardrails, 
         len(rails(model, sid.kind, sid.signal, isinstance(state, CategoricalState)))
         for sid, state in base
     )
+
+
+def build_evaluator(
+    base: Mapping[SeriesId, State],
+    guardrails: Guardrails,
+    model: str,
+    alpha_test: float,
+    *,
+    full: bool = False,
+) -> EffectEvaluator[SeriesKey]:
+    """The evaluator of ``base``'s series (keyed by :data:`SeriesKey`): their guarded
+    effects (every effect when ``full``), each test at ``alpha_test``.
+
+    Its baseline side costs about as much as a few comparisons; build it once per
+    baseline (and phase) and pass it to :func:`compare_states`.
+    """
+    names: dict[SeriesKey, tuple[str, ...]] = {}
+    states: dict[SeriesKey, State] = {}
+    for sid, state in base.items():
+        key = (sid.slice, sid.kind, sid.signal)
+        categorical = isinstance(state, CategoricalState)
+        if full:
+            names[key] = CATEGORICAL_EFFECTS if categorical else NUMERIC_EFFECTS
+        else:
+            rails = guardrails.for_state(model, sid.kind, sid.signal, categorical)
+            names[key] = tuple(dict.fromkeys(rail.effect for rail in rails))
+        states[key] = state
+
+    def alpha_for(_key: SeriesKey, _name: str) -> float:
+        return alpha_test
+
+    return EffectEvaluator(states, names.__getitem__, alpha_for)
 
 
 def compare_states(
@@ -133,6 +181,7 @@ def compare_states(
     *,
     phase: str = "",
     tests: int | None = None,
+    evaluator: EffectEvaluator[SeriesKey] | None = None,
 ) -> tuple[list[SeriesFinding], float]:
     """Compare each live series with the baseline series of the same slice, kind
     and signal (versions are ignored: live data is all versions merged).
@@ -140,38 +189,46 @@ def compare_states(
     ``alpha`` is the family's budget; it is split evenly over ``tests`` tests
     (default: the guarded effects of all of ``base``). Returns the findings,
     sorted by series, and the alpha of each test. Series without a baseline
-    counterpart, of another type, or with no live values yield no finding.
+    counterpart, of another type, or with no live values yield no finding; a
+    series without guardrails yields one without effects. ``evaluator`` (from
+    :func:`build_evaluator` on ``base`` with this alpha per test) saves building
+    one per call; it decides which effects the findings hold.
     """
     if tests is None:
         tests = count_tests(base.items(), guardrails, model)
     alpha_test = alpha / tests if tests > 0 else alpha
+    if evaluator is None:
+        evaluator = build_evaluator(base, guardrails, model, alpha_test)
 
-    def alpha_for(_effect: str) -> float:
-        return alpha_test
-
-    by_key: dict[tuple[str, Kind, str], State] = {
+    by_key: dict[SeriesKey, State] = {
         (sid.slice, sid.kind, sid.signal): state for sid, state in base.items()
     }
     rails = guardrails.for_state
-    findings: list[SeriesFinding] = []
-    for sid in sorted(live):
+    pairs: list[tuple[SeriesId, SeriesKey, State, int, int]] = []
+    current: dict[SeriesKey, State] = {}
+    for sid in sorted(live, key=_order):
         state = live[sid]
-        reference = by_key.get((sid.slice, sid.kind, sid.signal))
+        key = (sid.slice, sid.kind, sid.signal)
+        reference = by_key.get(key)
         if reference is None or type(reference) is not type(state):
             continue
         live_count = _total(state)
         if live_count == 0:
             continue
-        if isinstance(state, NumericState):
-            assert isinstance(reference, NumericState)
-            effects = numeric_effects(reference, state, alpha_for)
-        else:
-            assert isinstance(reference, CategoricalState)
-            effects = categorical_effects(reference, state, alpha_for)
+        pairs.append((sid, key, state, live_count, _total(reference)))
+        current[key] = state
+    results = evaluator.evaluate(current)
+    no_effects: dict[str, Effect] = {}
+    findings: list[SeriesFinding] = []
+    for sid, key, state, live_count, base_count in pairs:
+        effects = results.get(key, no_effects)
         fired: list[tuple[str, Tier, float]] = []
         for rail in rails(model, sid.kind, sid.signal, isinstance(state, CategoricalState)):
             effect = effects.get(rail.effect)
             if effect is None:
+                continue
+            # Nothing clears a higher tier without clearing the lowest (nan clears none).
+            if not (effect.lower >= rail.minor or effect.upper <= -rail.minor):
                 continue
             tier = rail.tier(effect.lower, effect.upper)
             if tier is not None:
@@ -183,7 +240,7 @@ def compare_states(
                 effects=effects,
                 tier=max(t for _, t, _ in fired) if fired else None,
                 fired=tuple(fired),
-                baseline_count=_total(reference),
+                baseline_count=base_count,
                 live_count=live_count,
             )
         )
@@ -279,6 +336,10 @@ class _Baseline:
     phases: dict[str, dict[SeriesId, State]]
     tests: int
     seasonal: bool
+    # (phase, alpha per test, full) -> evaluator of that phase's series, built on first use
+    evaluators: dict[tuple[str, float, bool], EffectEvaluator[SeriesKey]] = field(
+        default_factory=dict
+    )
 
 
 class Comparator:
@@ -389,6 +450,20 @@ class Comparator:
             self._baselines[baseline_id] = baseline
         return baseline
 
+    def _evaluator(
+        self, baseline: _Baseline, phase: str, model: str, alpha_test: float, full: bool
+    ) -> EffectEvaluator[SeriesKey]:
+        key = (phase, alpha_test, full)
+        with self._lock:
+            found = baseline.evaluators.get(key)
+        if found is None:  # built outside the lock; a concurrent twin is simply dropped
+            built = build_evaluator(
+                baseline.phases[phase], self.guardrails, model, alpha_test, full=full
+            )
+            with self._lock:
+                found = baseline.evaluators.setdefault(key, built)
+        return found
+
     def _active_ids(self) -> set[str]:
         return {known[0] for known in self._activations.values()}
 
@@ -434,8 +509,14 @@ class Comparator:
             out[g] = merged
         return out
 
-    def compare(self, model: str, environment: str) -> ComparisonResult | None:
-        """Compare the live epoch with the active baseline; None without an active one."""
+    def compare(
+        self, model: str, environment: str, *, full: bool = False
+    ) -> ComparisonResult | None:
+        """Compare the live epoch with the active baseline; None without an active one.
+
+        Findings hold the guarded effects; ``full`` asks for every effect (on-demand
+        comparisons: the first one per baseline builds a second evaluator).
+        """
         began = time.perf_counter()
         pointer = self._store.get_pointer(model, environment)
         if pointer.active is None:
@@ -455,7 +536,14 @@ class Comparator:
                 if base is None:
                     continue
                 found, alpha_test = compare_states(
-                    base, states, self.guardrails, model, alpha, phase=phase, tests=baseline.tests
+                    base,
+                    states,
+                    self.guardrails,
+                    model,
+                    alpha,
+                    phase=phase,
+                    tests=baseline.tests,
+                    evaluator=self._evaluator(baseline, phase, model, alpha_test, full),
                 )
                 findings.extend(found)
         else:
@@ -466,6 +554,7 @@ class Comparator:
                 model,
                 alpha,
                 tests=baseline.tests,
+                evaluator=self._evaluator(baseline, "", model, alpha_test, full),
             )
         return ComparisonResult(
             model=model,

@@ -23,7 +23,9 @@ type, so later versions can add statistics without breaking older readers.
 Numeric states in exact mode are version 2 (sorted float64 values instead of a
 digest); digest-mode states are still written as version 1 and carry their
 numeric-precision statistics (effective mantissa bits, distinct values) in
-extension record type 1; exact states derive them from their values.
+extension record type 1. Exact states carry their effective-bits histogram,
+sparsely, in extension record type 2 (states written without it derive it from
+their values) and count distinct values exactly.
 ``docs/digest-format.md`` has the layouts.
 """
 
@@ -66,6 +68,7 @@ _VERSION: Final = 1
 _VERSION_EXACT: Final = 2  # numeric state in exact mode
 
 DEFAULT_EXACT_LIMIT: Final = 65536
+_FEW_LEVELS: Final = 16  # up to this many quantile levels are interpolated in Python
 
 DEFAULT_CAPACITY: Final = 256
 HLL_PRECISION: Final = 10  # 1,024 registers, ~3.3% standard error
@@ -87,6 +90,8 @@ _SPARSE_ENTRY = np.dtype([("index", "<u2"), ("rank", "u1")])
 MANTISSA_BITS: Final = 52  # fraction bits of a float64
 _BITS_BINS: Final = MANTISSA_BITS + 1  # effective bits 0..52
 _EXT_PRECISION: Final = 1  # numeric extension: u64[53] bits histogram, then a distinct sketch
+_EXT_EXACT_BITS: Final = 2  # exact numeric extension: (u8 bits, u32 count) per non-empty bin
+_BITS_ENTRY = np.dtype([("bits", "u1"), ("count", "<u4")])
 _FRACTION_MASK = np.uint64((1 << MANTISSA_BITS) - 1)
 _ONE = np.uint64(1)
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -192,6 +197,21 @@ def _read_extensions(view: memoryview, offset: int, what: str) -> dict[int, memo
     return found
 
 
+def _decode_exact_bits(payload: memoryview, count: int, what: str) -> npt.NDArray[np.int64]:
+    """Read an exact state's sparse bits histogram."""
+    if len(payload) % _BITS_ENTRY.itemsize:
+        raise ValueError(f"{what}: malformed bits record ({len(payload)} bytes)")
+    entries = np.frombuffer(payload, dtype=_BITS_ENTRY)
+    used = entries["bits"].astype(np.intp)
+    if bool((used >= _BITS_BINS).any()) or np.unique(used).size != used.size:
+        raise ValueError(f"{what}: bits record names bins out of range or twice")
+    bits = np.zeros(_BITS_BINS, dtype=np.int64)
+    bits[used] = entries["count"]
+    if int(bits.sum()) != count:
+        raise ValueError(f"{what}: bits record counts {int(bits.sum())} values, not {count}")
+    return bits
+
+
 def _decode_precision(
     payload: memoryview, count: int, what: str
 ) -> tuple[npt.NDArray[np.int64], _HyperLogLog]:
@@ -263,10 +283,11 @@ class NumericState:
         self.neg_inf = 0
         # Precision statistics. Digest mode: _bits and _hll are kept up to date at add and
         # merge; both None means unknown (a state encoded before they existed went in).
-        # Exact mode: derived from the values on demand and cached in _precision.
-        self._bits: npt.NDArray[np.int64] | None = (
-            None if exact_limit else np.zeros(_BITS_BINS, dtype=np.int64)
-        )
+        # Exact mode: _bits is the bits histogram of the values when known (decoded, or
+        # summed at merge), None when it must be derived from them (after an add: derived
+        # once, at encode or when asked); distinct values are counted on demand; the
+        # Precision is cached in _precision.
+        self._bits: npt.NDArray[np.int64] | None = np.zeros(_BITS_BINS, dtype=np.int64)
         self._hll: _HyperLogLog | None = None if exact_limit else _HyperLogLog()
         self._precision: Precision | None = None
 
@@ -321,13 +342,21 @@ class NumericState:
             if self._precision is None:
                 values = self._sorted_values()
                 distinct = int(np.count_nonzero(values[1:] != values[:-1])) + 1 if self._n else 0
-                self._precision = Precision(_mantissa_bits(values), float(distinct), True)
+                self._precision = Precision(self._exact_bits().copy(), float(distinct), True)
             return self._precision
         if self._bits is None or self._hll is None:
             return None
         n = int(self._bits.sum())
         estimate = min(float(n), self._hll.estimate()) if n else 0.0
         return Precision(self._bits.copy(), estimate, False)
+
+    def bits_histogram(self) -> npt.NDArray[np.int64] | None:
+        """``precision.bits`` without the distinct count (cheaper); None when unknown."""
+        if self._values is not None:
+            return self._exact_bits()
+        if self._bits is None or self._hll is None:
+            return None
+        return self._bits
 
     def quantiles(self, levels: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Quantiles at ``levels`` (within [0, 1]); nan for an empty state.
@@ -336,7 +365,12 @@ class NumericState:
         partition (the values are kept sorted). Digest mode: the digest's quantiles.
         """
         qs = np.asarray(levels, dtype=np.float64).reshape(-1)
-        if qs.size and not bool(((qs >= 0.0) & (qs <= 1.0)).all()):
+        few = qs.size <= _FEW_LEVELS
+        if few:
+            wanted = qs.tolist()
+            if not all(0.0 <= q <= 1.0 for q in wanted):  # also refuses nan
+                raise ValueError("quantile levels must be within [0, 1]")
+        elif qs.size and not (qs.min() >= 0.0 and qs.max() <= 1.0):
             raise ValueError("quantile levels must be within [0, 1]")
         n = self.count
         if n == 0:
@@ -345,14 +379,28 @@ class NumericState:
             assert self._digest is not None
             return np.asarray(self._digest.quantile_vec(qs.tolist()), dtype=np.float64)
         values = self._sorted_values()
+        if few:  # the same arithmetic in Python floats: far less overhead for a few levels
+            item, last = values.item, n - 1
+            out: list[float] = []
+            for q in wanted:
+                at = last * q
+                low = int(at)
+                frac = at - low
+                lo_v, hi_v = item(low), item(min(low + 1, last))
+                step = hi_v - lo_v
+                out.append(hi_v - step * (1.0 - frac) if frac >= 0.5 else lo_v + step * frac)
+            return np.array(out)
         index = (n - 1) * qs
-        below = np.floor(index).astype(np.intp)
+        below = index.astype(np.intp)  # floor: levels are >= 0
         above = np.minimum(below + 1, n - 1)
         gamma = index - below
         a, b = values[below], values[above]
-        with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(float(values[-1]) - float(values[0])):  # no difference overflows
             diff = b - a
             # numpy's _lerp: from the nearer end, so the result is monotone in gamma
+            return np.where(gamma >= 0.5, b - diff * (1.0 - gamma), a + diff * gamma)
+        with np.errstate(over="ignore", invalid="ignore"):
+            diff = b - a
             return np.where(gamma >= 0.5, b - diff * (1.0 - gamma), a + diff * gamma)
 
     def cdf(self, xs: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -385,11 +433,15 @@ class NumericState:
         n = self.count
         if n == 0:
             return math.nan
+        if self._values is None:
+            assert self._digest is not None
+            return float(self._digest.sum()) / n
+        values = self._sorted_values()
+        # numpy.mean's own steps (pairwise sum, then divide), without its overhead
+        if math.isfinite(max(-float(values[0]), float(values[-1])) * n):  # cannot overflow
+            return float(np.add.reduce(values) / n)
         with np.errstate(over="ignore"):
-            if self._values is None:
-                assert self._digest is not None
-                return float(self._digest.sum()) / n
-            return float(np.mean(self._sorted_values()))
+            return float(np.add.reduce(values) / n)
 
     def add(self, values: npt.NDArray[np.float64]) -> None:
         """Add a column of values in bulk (one copy, or one digest update, per call)."""
@@ -417,6 +469,7 @@ class NumericState:
                 self._n = n + k
                 self._digest = None
                 self._precision = None
+                self._bits = None  # derived once, when needed
                 return
             self._to_digest()
         assert self._digest is not None
@@ -446,6 +499,8 @@ class NumericState:
                     buf = self._values if n + k <= self._values.size else self._grow(n + k)
                     buf[n : n + k] = incoming
                     self._n = n + k  # two sorted runs: the next sort merges them
+                    if self._bits is not None:  # known stays known (the other's is cached)
+                        self._bits = self._bits + other._exact_bits()
                 self._add_counts(other)
                 return
         if self._values is not None:
@@ -468,9 +523,8 @@ class NumericState:
         if bits is None or hll is None:
             return  # already unknown
         if other._values is not None:
-            values = other._sorted_values()
-            bits += _mantissa_bits(values)
-            _sketch_floats(hll, values)
+            bits += other._exact_bits()
+            _sketch_floats(hll, other._sorted_values())
         elif other._bits is None or other._hll is None or other._hll.precision != hll.precision:
             self._bits = self._hll = None  # the other side has none: unknown from now on
         else:
@@ -491,6 +545,12 @@ class NumericState:
         self._values = buf
         return buf
 
+    def _exact_bits(self) -> npt.NDArray[np.int64]:
+        """Exact mode: the bits histogram of the values (derived once, then kept)."""
+        if self._bits is None:
+            self._bits = _mantissa_bits(self._sorted_values())
+        return self._bits
+
     def _sorted_values(self) -> npt.NDArray[np.float64]:
         """The exact values, sorted in place (a view into the buffer)."""
         assert self._values is not None
@@ -506,13 +566,12 @@ class NumericState:
     def _to_digest(self) -> None:
         """Switch to digest mode, folding the kept values in with one update."""
         digest = fastdigest.TDigest(self._compression)
-        self._bits = np.zeros(_BITS_BINS, dtype=np.int64)
+        self._bits = self._exact_bits().copy()
         self._hll = _HyperLogLog()
         self._precision = None
         if self._n:
             values = self._sorted_values()
             digest.batch_update(values.data)
-            self._bits += _mantissa_bits(values)
             _sketch_floats(self._hll, values)
         self._values = None
         self._n = self._sorted = 0
@@ -536,7 +595,18 @@ class NumericState:
                 self.exact_limit,
                 self._n,
             )
-            return head + values.astype("<f8", copy=False).tobytes()
+            body = values.astype("<f8", copy=False).tobytes()
+            if not self._n:
+                return head + body
+            bits = self._exact_bits()
+            used = np.flatnonzero(bits)
+            entries = np.empty(used.size, dtype=_BITS_ENTRY)
+            entries["bits"] = used
+            entries["count"] = bits[used]
+            payload = entries.tobytes()
+            return b"".join(
+                (head, body, _EXTENSION_HEAD.pack(_EXT_EXACT_BITS, len(payload)), payload)
+            )
         assert self._digest is not None
         blob = encode_digest(self._digest)
         head = _NUMERIC_HEAD.pack(
@@ -591,10 +661,14 @@ class NumericState:
             raise ValueError(f"{what}: values are not all finite")
         if n > 1 and bool((values[1:] < values[:-1]).any()):
             raise ValueError(f"{what}: values are not sorted")
-        _skip_extensions(view, end, what)
+        extensions = _read_extensions(view, end, what)
         state = cls(compression, exact_limit=limit)
         state._values = values.astype(np.float64)  # a writable, native-order copy
         state._n = state._sorted = n
+        if _EXT_EXACT_BITS in extensions:
+            state._bits = _decode_exact_bits(extensions[_EXT_EXACT_BITS], n, what)
+        elif n:
+            state._bits = None  # written before the histogram was kept: derived when needed
         state.missing = missing
         state.pos_inf = pos
         state.neg_inf = neg

@@ -6,7 +6,7 @@ per call; :class:`EffectEvaluator` does the baseline side once (fixed-sample
 radii, baseline quantiles at every level a bound needs, the baseline's CDF on its
 quantile grid, ranges, category tables) and, at each :meth:`EffectEvaluator.evaluate`,
 computes the live-side radii of all series in one vectorised call per function,
-makes at most three calls into each live state and assembles the effects with
+makes at most two calls into each live state (quantiles, CDF) and assembles the effects with
 numpy across series. The results equal the reference functions' for the same
 alphas (up to floating-point rounding; ``tests/stats/test_evaluator.py``).
 
@@ -45,6 +45,7 @@ from sidecar.stats.effects import (
     _PSI_FLOOR,
     _RANK_SLACK,
     _UNITS,
+    _W1_LEVELS,
     CATEGORICAL_EFFECTS,
     NUMERIC_EFFECTS,
     Effect,
@@ -69,7 +70,7 @@ Floats = npt.NDArray[np.float64]
 
 _NAN: Final = math.nan
 _INF: Final = math.inf
-_G: Final = _BASE_GRID.size  # quantile grid points per side
+_G: Final = _BASE_GRID.size  # points of the baseline's quantile grid
 _QUANTILE_NAMES: Final = frozenset(
     f"{prefix}_{kind}" for prefix, _ in _LEVELS for kind in ("rel", "abs")
 )
@@ -83,6 +84,7 @@ _CAT_UNITS: Final = {
     "missing_rate": "points",
 }
 _NUMERIC_SET: Final = frozenset(NUMERIC_EFFECTS)
+_BIT_VALUES: Final = np.arange(MANTISSA_BITS + 1)  # the bins of a bits histogram
 _CATEGORICAL_SET: Final = frozenset(CATEGORICAL_EFFECTS)
 
 
@@ -149,6 +151,7 @@ class _NumericBase:
         "lo",
         "mean",
         "mean_fixed",
+        "mid",
         "missing",
         "missing_fixed",
         "n",
@@ -206,10 +209,12 @@ class _NumericBase:
         self.dist = bool(wanted & _DIST_NAMES)
         self.grid: Floats | None = None
         self.fb_grid: Floats | None = None
+        self.mid: Floats | None = None  # baseline quantiles at the W1 midpoints
         self.iqr = _NAN
         self.psi_pb: Floats | None = None
         self.cdf_fixed: dict[str, float] = {}
-        # Reused buffers of the live state's quantile levels and CDF points.
+        # Reused buffers of the live state's quantile levels (3 per plan, then the W1
+        # midpoints when w1_iqr is asked for) and CDF points (the grid, then the range's ends).
         self.levels: Floats | None = None
         self.points: Floats | None = None
         if n == 0:
@@ -229,12 +234,14 @@ class _NumericBase:
             for name in ("ks", "w1_iqr"):
                 if name in wanted:
                     self.cdf_fixed[name] = float(fixed_cdf_radius(n, alpha[name] / 2.0))
+            if "w1_iqr" in wanted:
+                self.mid = state.quantiles(_W1_LEVELS)
         k = 3 * len(self.plans)
-        if k or self.dist:
-            self.levels = np.concatenate((np.zeros(k), _BASE_GRID if self.dist else []))
+        if k or self.mid is not None:
+            self.levels = np.concatenate((np.zeros(k), _W1_LEVELS if self.mid is not None else []))
         oor = "out_of_range_rate" in wanted
         if self.dist or oor:
-            parts = [self.grid, np.zeros(_G)] if self.grid is not None else []
+            parts = [self.grid] if self.grid is not None else []
             if oor:
                 parts.append(np.array([np.nextafter(self.lo, -_INF), self.hi]))
             self.points = np.concatenate(parts)
@@ -454,10 +461,8 @@ class EffectEvaluator(Generic[K]):
         rates: list[tuple[dict[str, Effect], str, int, int, float, tuple[float, float], int]] = []
         precision = _Batch()
         prec_jobs: list[tuple[dict[str, Effect], _NumericBase, float, int, float]] = []
-        dist: list[tuple[dict[str, Effect], _NumericBase, float, float, float]] = []
-        dist_lg: list[Floats] = []
+        dist: list[tuple[dict[str, Effect], _NumericBase, float, float, Floats | None]] = []
         dist_fl: list[Floats] = []
-        dist_fb: list[Floats] = []
         mean_i = 0
         for (key, base, state), t in zip(items, counts, strict=True):
             res: dict[str, Effect] = {}
@@ -477,13 +482,19 @@ class EffectEvaluator(Generic[K]):
                 else:
                     res["missing_rate"] = _none("missing_rate", "points")
             if base.precision is not None:
-                pl = state.precision
-                if pl is not None and pl.count:
-                    ml = pl.mean_bits
+                if "distinct_share" in want:
+                    pl = state.precision
+                    bits = pl.bits if pl is not None else None
+                else:  # the histogram alone: no distinct count needed
+                    bits = state.bits_histogram()
+                count = int(bits.sum()) if bits is not None else 0
+                if bits is not None and count:
+                    ml = float(np.dot(bits, _BIT_VALUES)) / count
                     at = -1
                     if "precision_bits" in alpha:
-                        at = precision.add(ml, pl.count, alpha["precision_bits"] / 2.0)
-                    prec_jobs.append((res, base, ml, at, pl.distinct_share))
+                        at = precision.add(ml, count, alpha["precision_bits"] / 2.0)
+                    distinct = pl.distinct_share if "distinct_share" in want and pl else _NAN
+                    prec_jobs.append((res, base, ml, at, distinct))
                 else:
                     _none_precision(res, want)
             elif "precision_bits" in want or "distinct_share" in want:
@@ -538,7 +549,7 @@ class EffectEvaluator(Generic[K]):
                         if plan.rel_name is not None:
                             est = _rel_estimate(l_mid, plan.b_mid)
                             res[plan.rel_name] = _relative(plan.rel_name, est, l_lo, l_hi, plan.rel)
-                if base.dist:
+                if base.mid is not None:
                     lg = q[k:]
 
             if base.mean_fixed:
@@ -569,10 +580,7 @@ class EffectEvaluator(Generic[K]):
                         res[name] = _relative(name, rel_est, ll, lh, _rel_side(bl, bh))
 
             if base.points is not None:
-                points = base.points
-                if lg is not None:
-                    points[_G : 2 * _G] = lg
-                fl = state.cdf(points)
+                fl = state.cdf(base.points)
                 if "out_of_range_rate" in want:
                     below, at_most_high = fl[-2:].tolist()
                     outside = t * (below + 1.0 - at_most_high)
@@ -584,7 +592,7 @@ class EffectEvaluator(Generic[K]):
                     rates.append(
                         (res, "out_of_range_rate", k_l, t + n_oor, k_b, base.oor_fixed, at)
                     )
-                if lg is not None:
+                if base.dist:
                     slack = base.cdf_slack + (
                         0.0 if state.is_exact else _CDF_SLACK / state.compression
                     )
@@ -598,14 +606,12 @@ class EffectEvaluator(Generic[K]):
                             + base.cdf_fixed["w1_iqr"]
                         )
                         r_w1 += slack
-                    dist.append((res, base, r_ks, r_w1, 0.0))
-                    dist_lg.append(lg)
-                    dist_fl.append(fl[: 2 * _G])
-                    dist_fb.append(base.state.cdf(lg))
+                    dist.append((res, base, r_ks, r_w1, lg))
+                    dist_fl.append(fl[:_G])
 
         # 3. Distributions of all series at once: one row per series.
         if dist:
-            _distributions(dist, dist_lg, dist_fl, dist_fb)
+            _distributions(dist, dist_fl)
 
         # 4. Precision bounds, vectorised; rates once the proportion bounds are solved.
         if prec_jobs:
@@ -775,46 +781,27 @@ def _none_precision(res: dict[str, Effect], want: tuple[str, ...]) -> None:
 
 
 def _distributions(
-    rows: list[tuple[dict[str, Effect], _NumericBase, float, float, float]],
-    live_grid: list[Floats],
+    rows: list[tuple[dict[str, Effect], _NumericBase, float, float, Floats | None]],
     live_cdf: list[Floats],
-    base_cdf_live: list[Floats],
 ) -> None:
-    """ks, w1_iqr and psi of many series: each row is one series' two CDFs on both grids.
-
-    The reference takes the union of the two quantile grids (np.unique); here each row
-    keeps duplicates, sorted. A duplicate point adds a zero-width interval and a gap
-    no larger than the CDF difference at that point, so neither KS nor W1 changes.
-    """
-    bg = np.stack([base.grid for _, base, _, _, _ in rows])  # type: ignore[misc]
-    fbg = np.stack([base.fb_grid for _, base, _, _, _ in rows])  # type: ignore[misc]
-    lg = np.stack(live_grid)
-    fl0 = np.stack(live_cdf)
-    fb0 = np.concatenate((fbg, np.stack(base_cdf_live)), axis=1)
-    x0 = np.concatenate((bg, lg), axis=1)
-    order = np.argsort(x0, axis=1, kind="stable")
-    xs = np.take_along_axis(x0, order, axis=1)
-    fl = np.take_along_axis(fl0, order, axis=1)
-    fb = np.take_along_axis(fb0, order, axis=1)
+    """ks, w1_iqr and psi of many series: each row is one series' live CDF on its
+    baseline's quantile grid (the baseline's CDF there is cached)."""
+    xs = np.stack([base.grid for _, base, _, _, _ in rows])  # type: ignore[misc]
+    fb = np.stack([base.fb_grid for _, base, _, _, _ in rows])  # type: ignore[misc]
+    fl = np.stack(live_cdf)
     d = np.abs(fl - fb).max(axis=1)
     up = np.maximum(fl[:, 1:] - fb[:, :-1], fb[:, 1:] - fl[:, :-1]).max(axis=1)
-    d_up = np.maximum(d, up)
+    d_up = np.maximum(np.maximum(d, up), np.maximum(fl[:, 0], 1.0 - fl[:, -1]))
     d_l, d_up_l = d.tolist(), d_up.tolist()
     r_w1 = np.array([row[3] for row in rows])
     low_gap = np.maximum(fl[:, :-1] - fb[:, 1:], fb[:, :-1] - fl[:, 1:])
     w1_lo = (np.maximum(0.0, low_gap - r_w1[:, None]) * np.diff(xs, axis=1)).sum(axis=1)
-    w1 = np.abs(lg[:, 1::2] - bg[:, 1::2]).mean(axis=1)
-    w1_l, w1_lo_l = w1.tolist(), w1_lo.tolist()
-    m = _DECILES.size
-    pl = np.empty((len(rows), m + 1))
-    fle = fl0[:, _DECILES]
-    pl[:, 0] = fle[:, 0]
-    pl[:, 1:m] = np.diff(fle, axis=1)
-    pl[:, m] = 1.0 - fle[:, -1]
+    w1_lo_l = w1_lo.tolist()
+    pl = np.diff(fl[:, _DECILES], axis=1, prepend=0.0, append=1.0)
     np.maximum(pl, _PSI_FLOOR, out=pl)
     pb = np.stack([base.psi_pb for _, base, _, _, _ in rows])  # type: ignore[misc]
     psi = ((pl - pb) * np.log(pl / pb)).sum(axis=1).tolist()
-    for i, (res, base, r_ks, _r_w1, _) in enumerate(rows):
+    for i, (res, base, r_ks, _r_w1, live_mid) in enumerate(rows):
         want = base.want
         if "ks" in want:
             res["ks"] = Effect(
@@ -822,8 +809,8 @@ def _distributions(
             )
         if "w1_iqr" in want:
             iqr = base.iqr
-            if iqr > 0.0 and math.isfinite(iqr):
-                w = w1_l[i] / iqr
+            if iqr > 0.0 and math.isfinite(iqr) and live_mid is not None:
+                w = float(np.abs(live_mid - base.mid).mean()) / iqr  # type: ignore[operator]
                 res["w1_iqr"] = Effect("w1_iqr", w, min(w1_lo_l[i] / iqr, w), _INF, "distance")
             else:
                 res["w1_iqr"] = _none("w1_iqr", "distance")

@@ -4,18 +4,31 @@ epochs, and the whole path through a real SQLite store, live windows and baselin
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 from baselined.v1 import baselined_pb2 as pb
 
 from sidecar.baselines import BaselineManager
-from sidecar.compare import Comparator, SeriesFinding, compare_states, count_tests
+from sidecar.compare import (
+    Comparator,
+    SeriesFinding,
+    build_evaluator,
+    compare_states,
+    count_tests,
+)
 from sidecar.errors import FailedPrecondition
 from sidecar.guardrails import Guardrails, Tier
 from sidecar.records import Kind, SeriesId
 from sidecar.series import CategoricalState, NumericState
 from sidecar.settings import Settings
+from sidecar.stats.effects import (
+    CATEGORICAL_EFFECTS,
+    NUMERIC_EFFECTS,
+    categorical_effects,
+    numeric_effects,
+)
 from sidecar.stores.sqlite import SQLiteStore
 from sidecar.windows import Windows
 
@@ -265,8 +278,64 @@ def test_sealed_buckets_are_merged_once_and_give_the_same_answer() -> None:
         assert fresh is not None and cached is not None
         for a, b in zip(fresh.findings, cached.findings, strict=True):
             assert (a.series, a.live_count, a.tier) == (b.series, step * 2_000, b.tier)
-            assert a.effects["ks"].estimate == pytest.approx(b.effects["ks"].estimate)
+            assert a.effects.keys() == b.effects.keys()
+            for name, effect in a.effects.items():
+                assert effect.estimate == pytest.approx(b.effects[name].estimate), name
     rig.store.close()
+
+
+def test_findings_hold_the_guarded_effects_as_the_reference_functions_give_them() -> None:
+    live = states(7, 10_000, latency_scale=1.05)
+    tests = count_tests(BASE.items(), DEFAULTS, MODEL)
+    findings, alpha_test = compare_states(BASE, live, DEFAULTS, MODEL, 0.01)
+    found = by_signal(findings)
+    assert set(found["latency_seconds"].effects) == {
+        "p50_rel",
+        "p90_rel",
+        "p99_rel",
+        "missing_rate",
+    }
+    assert set(found["amount"].effects) == {"ks", "missing_rate", "out_of_range_rate"}
+    assert set(found["country"].effects) == {"tvd", "new_category_share", "missing_rate"}
+    for sid, finding in found.items():
+        b, lv = BASE[finding.series], live[finding.series]
+        if isinstance(b, NumericState) and isinstance(lv, NumericState):
+            ref = numeric_effects(b, lv, lambda _n: alpha_test, only=tuple(finding.effects))
+        else:
+            assert isinstance(b, CategoricalState) and isinstance(lv, CategoricalState)
+            ref = categorical_effects(b, lv, lambda _n: alpha_test)
+        for name, effect in finding.effects.items():
+            for field in ("estimate", "lower", "upper"):
+                assert getattr(effect, field) == pytest.approx(
+                    getattr(ref[name], field), rel=1e-9, abs=1e-12, nan_ok=True
+                ), (sid, name, field)
+    # A prebuilt evaluator (as the Comparator caches per baseline) gives the same findings;
+    # a full one every effect of the type, at the same alpha per test.
+    evaluator = build_evaluator(BASE, DEFAULTS, MODEL, 0.01 / tests)
+    again, _ = compare_states(BASE, live, DEFAULTS, MODEL, 0.01, evaluator=evaluator)
+    assert [(f.series, f.tier, f.effects) for f in again] == [
+        (f.series, f.tier, f.effects) for f in findings
+    ]
+    full = build_evaluator(BASE, DEFAULTS, MODEL, 0.01 / tests, full=True)
+    every, _ = compare_states(BASE, live, DEFAULTS, MODEL, 0.01, evaluator=full)
+    assert set(by_signal(every)["amount"].effects) == set(NUMERIC_EFFECTS)
+    assert set(by_signal(every)["country"].effects) == set(CATEGORICAL_EFFECTS)
+    assert [f.tier for f in every] == [f.tier for f in findings]
+
+
+def test_a_series_without_guardrails_is_listed_without_effects(tmp_path: Path) -> None:
+    config = tmp_path / "guardrails.toml"
+    config.write_text(
+        "".join(
+            f"[models.{MODEL}.signals.amount.{name}]\nenabled = false\n"
+            for name in ("ks", "missing_rate", "out_of_range_rate")
+        )
+    )
+    rails = Guardrails.load(config)
+    findings, _ = compare_states(BASE, states(8, 5_000, amount_shift=1.0), rails, MODEL, 0.01)
+    amount = by_signal(findings)["amount"]
+    assert (amount.effects, amount.tier, amount.live_count) == ({}, None, 5_000)
+    assert by_signal(findings)["latency_seconds"].effects
 
 
 def test_epochs_restart_when_older_than_max_epoch_age() -> None:

@@ -129,12 +129,41 @@ def test_a_corrupt_precision_extension_is_refused() -> None:
         decode_state(blob[:head] + struct.pack("<BI", 1, ext_len - 3) + blob[head + 5 : -3])
 
 
-def test_exact_encodings_are_unchanged_and_derive_precision_from_values() -> None:
+def test_exact_encodings_carry_a_sparse_bits_histogram_and_old_ones_derive_it() -> None:
     s = _state(np.array([0.5, 0.75, 0.1, 0.1]), 65536)
     blob = s.encode()
-    assert len(blob) == 40 + 4 * 8  # no extension: the values carry the information
+    # Values, then one extension record: 3 non-empty bins (0, 1 and 51 bits) of 5 bytes.
+    assert len(blob) == 40 + 4 * 8 + 5 + 3 * 5
     p = decode_state(blob).precision  # type: ignore[union-attr]
     assert p is not None and p.distinct == 3.0 and p.mean_bits == pytest.approx(103 / 4)
+    old = decode_state(blob[: 40 + 4 * 8])  # written before the histogram was kept
+    assert isinstance(old, NumericState)
+    q = old.precision
+    assert q is not None and (q.bits == p.bits).all() and q.distinct == 3.0
+    assert old.encode() == blob  # written back with the histogram
+    bad = bytearray(blob)
+    bad[-4] = 9  # the histogram no longer sums to the count
+    with pytest.raises(ValueError, match="bits record"):
+        decode_state(bytes(bad))
+
+
+def test_exact_bits_histograms_add_up_through_adds_merges_and_encodings() -> None:
+    rng = np.random.default_rng(8)
+    parts = [rng.normal(size=500), rng.normal(size=300).astype(np.float16).astype(np.float64)]
+    everything = np.concatenate(parts)
+    expected = _reference_bits(everything)
+    merged = merge_encoded([_state(x, 65536).encode() for x in parts])
+    assert isinstance(merged, NumericState) and merged.is_exact
+    p = merged.precision
+    assert p is not None and (p.bits == expected).all()
+    # A known histogram stays known when an old-style (histogram-less) state merges in.
+    old = decode_state(_state(parts[1], 65536).encode()[: 40 + 8 * 300])
+    receiver = decode_state(_state(parts[0], 65536).encode())
+    assert isinstance(receiver, NumericState) and isinstance(old, NumericState)
+    receiver.merge(old)
+    receiver.add(np.array([0.5]))
+    q = receiver.precision
+    assert q is not None and (q.bits == _reference_bits(np.append(everything, 0.5))).all()
 
 
 def test_quantiles_and_cdf_helpers_match_numpy_in_exact_mode() -> None:

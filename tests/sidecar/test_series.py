@@ -564,7 +564,10 @@ def test_exact_encoding_is_sorted_little_endian_float64_and_round_trips() -> Non
     assert blob[:2] == bytes([TAG_NUMERIC, 2])
     head = struct.unpack_from("<BBHQQQIII", blob)
     assert head[2:] == (0, 1, 1, 2, 300, 1_000, 3)
-    assert blob[40:] == struct.pack("<3d", -1.0, 2.25, 3.5)
+    assert blob[40:64] == struct.pack("<3d", -1.0, 2.25, 3.5)
+    # Then the effective-bits histogram, sparse: (bits, count) per non-empty bin.
+    # -1.0 has a zero fraction (0 bits), 2.25 = 1.125 * 2 uses 3, 3.5 = 1.75 * 2 uses 2.
+    assert blob[64:] == struct.pack("<BI", 2, 15) + struct.pack("<BIBIBI", 0, 1, 2, 1, 3, 1)
     back = decode_state(blob)
     assert isinstance(back, NumericState) and back.is_exact
     assert (back.compression, back.exact_limit, back.encode()) == (300, 1_000, blob)
@@ -585,6 +588,8 @@ def test_corrupt_exact_states_raise_value_error() -> None:
     with pytest.raises(ValueError, match="too short"):
         decode_state(blob[:30])
     with pytest.raises(ValueError, match="truncated"):
+        decode_state(blob[:63])
+    with pytest.raises(ValueError, match="extension"):
         decode_state(blob[:-1])
     unsorted = blob[:40] + struct.pack("<3d", 2.0, 1.0, 3.0)
     with pytest.raises(ValueError, match="not sorted"):
