@@ -286,7 +286,7 @@ class AlertsService:
             raise InvalidInput("compare needs a model and an environment")
         if self._flush is not None:
             self._flush()
-        result = self._comparator.compare(model, environment)
+        result = self._comparator.compare(model, environment, full=True)  # every effect, on demand
         if result is None:
             raise FailedPrecondition(
                 f"{model}/{environment} has no active baseline to compare with;"
