@@ -1,4 +1,4 @@
-"""``Client``: a small typed client for the sidecar's ``Baselines`` and ``Alerts`` services.
+"""``Client``: a small typed client for the sidecar's ``Baselines``, ``Alerts`` and ``Events`` services.
 
 >>> with Client("127.0.0.1:50051") as client:  # doctest: +SKIP
 ...     baseline = client.freeze("ranker", "production", name="2024-w1", reason="weekly")
@@ -55,6 +55,7 @@ class Client:
         self._channel = channel if channel is not None else grpc.insecure_channel(target)
         self._stub: Any = pb_grpc.BaselinesStub(self._channel)  # type: ignore[no-untyped-call]
         self._alerts: Any = pb_grpc.AlertsStub(self._channel)  # type: ignore[no-untyped-call]
+        self._events: Any = pb_grpc.EventsStub(self._channel)  # type: ignore[no-untyped-call]
 
     def _call(self, method: str, request: Any, _type: Callable[..., M], stub: Any = None) -> M:
         try:
@@ -194,6 +195,67 @@ class Client:
         request = pb.CompareRequest(model=model, environment=environment)
         return self._call("Compare", request, pb.CompareResponse, self._alerts)
 
+    def record_event(
+        self,
+        type: str,
+        model: str,
+        *,
+        time: float,
+        environment: str = "",
+        version: str = "",
+        node: str = "",
+        image: str = "",
+        custom_type: str = "",
+        attributes: Mapping[str, str] | None = None,
+        actor: str = "",
+        source: str = "",
+    ) -> pb.Event:
+        """Record a change event (``type``: deploy, model_rollout, library_update, ...,
+        custom with ``custom_type``) at unix seconds ``time``; returns it with its id.
+        ``source="cli"`` marks it as recorded by the command line."""
+        event = pb.Event(
+            type=_event_type(type),
+            model=model,
+            time=time,
+            environment=environment,
+            version=version,
+            node=node,
+            image=image,
+            custom_type=custom_type,
+            attributes=dict(attributes or {}),
+            recorded_by=actor,
+        )
+        metadata = (("x-baselined-source", source),) if source else None
+        try:
+            response: pb.Event = self._events.RecordEvent(
+                pb.RecordEventRequest(event=event), timeout=self.timeout, metadata=metadata
+            )
+        except grpc.RpcError as err:
+            raise _client_error("RecordEvent", err) from err
+        return response
+
+    def events(
+        self,
+        model: str = "",
+        environment: str = "",
+        *,
+        start: float = 0.0,
+        end: float = 0.0,
+        types: Sequence[str] = (),
+        limit: int = 0,
+    ) -> pb.ListEventsResponse:
+        """Stored change events with ``start <= time < end`` (0: unbounded), oldest
+        first; ``types`` names event types (empty: all); ``limit`` 0: the server's default."""
+        request = pb.ListEventsRequest(
+            model=model,
+            environment=environment,
+            start=start,
+            end=end,
+            types=[_event_type(t) for t in types],
+            limit=limit,
+        )
+        return self._call("ListEvents", request, pb.ListEventsResponse, self._events)
+
     def close(self) -> None:
         """Close the channel (when the client opened it)."""
         if self._own_channel:
@@ -204,6 +266,19 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _event_type(name: str) -> Any:
+    """The ``EventType`` number of ``deploy``, ``model-rollout``, ...; ValueError if unknown."""
+    try:
+        return pb.EventType.Value("EVENT_TYPE_" + name.strip().upper().replace("-", "_"))
+    except ValueError:
+        known = [
+            n.removeprefix("EVENT_TYPE_").lower()
+            for n in pb.DESCRIPTOR.enum_types_by_name["EventType"].values_by_name
+            if n != "EVENT_TYPE_UNSPECIFIED"
+        ]
+        raise ValueError(f"unknown event type {name!r}; use one of {', '.join(known)}") from None
 
 
 def _client_error(method: str, err: grpc.RpcError) -> ClientError:

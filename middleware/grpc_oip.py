@@ -359,6 +359,8 @@ class _Core:
         self._lock = threading.Lock()
         self._skipped = dict.fromkeys(SKIP_REASONS, 0)
         self._log = RateLimitedLog()
+        if self._single is not None:  # skips of a shared interceptor belong to no one model
+            self._single.report_drops(self.skipped)
 
     # -- counters ---------------------------------------------------------------
 

@@ -335,6 +335,7 @@ class _Core:
         self._log = RateLimitedLog()
         self._lock = threading.Lock()
         self._skipped = dict.fromkeys(SKIP_REASONS, 0)
+        shadow.report_drops(self.skipped)  # batches carry these counts to the sidecar
 
     def skip(self, reason: str) -> None:
         with self._lock:

@@ -277,6 +277,8 @@ class Shadow:
             "backoff": backoff,
             "channel_options": tuple(channel_options),
         }
+        # Kept across fork: the integrations that report here live on in the child.
+        self._drop_sources: list[Callable[[], Mapping[str, int]]] = []
         self._init_runtime()
         _live.add(self)
         self._atexit = atexit
@@ -332,6 +334,7 @@ class Shadow:
                 flush_interval=self.flush_interval,
                 rng=self._rng,
                 log=self._log,
+                dropped=self._dropped_counts,
                 **self._shipper_args,
             )
             self._shipper.start()
@@ -383,6 +386,32 @@ class Shadow:
             records_dropped_extractor_error=self._extractor_errors,
             reconnects=sh.reconnects if sh else 0,
         )
+
+    def report_drops(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Add ``source`` (cumulative counts by reason, e.g. an integration's
+        ``skipped``) to the drop counts every batch carries to the sidecar.
+
+        >>> s = Shadow(model="m", target="127.0.0.1:1", atexit=False)
+        >>> s.report_drops(lambda: {"request_not_json": 2, "too_large": 0})
+        >>> s._dropped_counts()["request_not_json"]
+        2
+        >>> s.close(timeout=0.1)
+        """
+        with self._counter_lock:
+            self._drop_sources.append(source)
+
+    def _dropped_counts(self) -> dict[str, int]:
+        """What batches carry in ``SampleBatch.dropped``: the four own reasons
+        (always), then the reported sources' nonzero counts (summed by reason)."""
+        counts = self.stats().records_dropped
+        for source in tuple(self._drop_sources):
+            try:
+                for reason, n in source().items():
+                    if n > 0:
+                        counts[reason] = counts.get(reason, 0) + n
+            except Exception:  # a broken source loses its own counts only
+                continue
+        return counts
 
     # -- explicit recording (for middleware that times calls itself) ----------
 

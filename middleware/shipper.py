@@ -35,7 +35,7 @@ from baselined.v1 import baselined_pb2 as pb
 
 from middleware.buffer import ColumnBuffer, Recorder
 
-__all__ = ["Backoff", "RateLimitedLog", "Shipper"]
+__all__ = ["MAX_DROPPED_REASONS", "Backoff", "RateLimitedLog", "Shipper", "encode_dropped"]
 
 logger = logging.getLogger("baselined.middleware")
 
@@ -131,7 +131,9 @@ class Shipper:
     """Sends the recorder's batches to the sidecar from a daemon thread.
 
     Counters (``shipped``, ``accepted``, ``rejected``, ``dropped_unavailable``,
-    ``reconnects``) are read by :meth:`middleware.Shadow.stats`.
+    ``reconnects``) are read by :meth:`middleware.Shadow.stats`. ``dropped``,
+    when given, returns the process's cumulative drop counts by reason; they go
+    in the ``dropped`` field of every batch.
     """
 
     def __init__(
@@ -150,8 +152,10 @@ class Shipper:
         channel_options: Sequence[tuple[str, Any]] = (),
         log: RateLimitedLog | None = None,
         clock: Callable[[], float] = time.monotonic,
+        dropped: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self._recorder = recorder
+        self._dropped = dropped
         self._target = target
         self._template = template
         self._template_bytes = template.SerializeToString()
@@ -515,7 +519,7 @@ class Shipper:
                 self._recorder.release(buf)
             return
         try:
-            msg = encode_batch(self._template_bytes, bufs)
+            msg = encode_batch(self._template_bytes, bufs, dropped=self._dropped_counts())
         finally:
             for buf in bufs:
                 self._recorder.release(buf)
@@ -534,8 +538,20 @@ class Shipper:
         if not closing:
             self._maybe_rotate()
 
+    def _dropped_counts(self) -> Mapping[str, int] | None:
+        if self._dropped is None:
+            return None
+        try:
+            return self._dropped()
+        except Exception:  # a counter source must never stop the shipping
+            self._log.warning("dropped", "baselined drop counters failed", exc_info=True)
+            return None
+
 
 INGEST_METHOD = "/baselined.v1.Ingest/Ingest"
+#: Most ``dropped`` entries sent per batch (the sidecar refuses more than 32).
+MAX_DROPPED_REASONS = 32
+_U64_MAX = (1 << 64) - 1
 _MAX_COALESCE = 32  # buffers per message
 _MAX_MESSAGE_ROWS = 16384
 _MAX_MESSAGE_BYTES = 1 << 20  # well under gRPC's and the sidecar's 4 MiB
@@ -562,9 +578,32 @@ def _doubles(values: Any) -> bytes:
     return bytes(values.tobytes())
 
 
-def encode_batch(template: bytes, bufs: list[ColumnBuffer]) -> bytes:
+def encode_dropped(counts: Mapping[str, int]) -> bytes:
+    """``SampleBatch.dropped`` (field 13, ``map<string, uint64>``) on the wire: one
+    length-delimited entry per reason (key = field 1, value = field 2 varint), the
+    first ``MAX_DROPPED_REASONS`` in order, negative counts as 0.
+
+    >>> encode_dropped({"queue_full": 3})
+    b'j\\x0e\\n\\nqueue_full\\x10\\x03'
+    """
+    out = bytearray()
+    for i, (reason, count) in enumerate(counts.items()):
+        if i >= MAX_DROPPED_REASONS:
+            break
+        entry = (
+            _length_delimited(1, reason.encode("utf-8"))
+            + b"\x10"
+            + _varint(min(max(0, count), _U64_MAX))
+        )
+        out += _length_delimited(13, entry)
+    return bytes(out)
+
+
+def encode_batch(
+    template: bytes, bufs: list[ColumnBuffer], *, dropped: Mapping[str, int] | None = None
+) -> bytes:
     """The serialized ``SampleBatch`` of the rows of ``bufs``, in order, after the
-    template's fields.
+    template's fields, with ``dropped`` (cumulative drop counts by reason) when given.
 
     Numeric columns are written straight from the arrays as packed doubles
     (protobuf's wire format: concatenated messages merge), which costs a
@@ -632,6 +671,8 @@ def encode_batch(template: bytes, bufs: list[ColumnBuffer]) -> bytes:
             for slice_values, n in zip(svalue_lists, sizes, strict=True):
                 scol.values.extend(slice_values if slice_values is not None else [""] * n)
         parts.append(rest.SerializeToString())
+    if dropped:
+        parts.append(encode_dropped(dropped))
     return b"".join(parts)
 
 

@@ -3,7 +3,7 @@
 ``baselined serve`` runs the sidecar. Every other command talks to a running
 sidecar over gRPC (``--target``, ``BASELINED_TARGET``, default
 ``127.0.0.1:50051``): ``baselines freeze|list|show|active|promote|rollback|retire|audit``,
-``windows show``, ``alerts list|watch`` and ``compare``. Read commands print a table, or JSON with ``--json``.
+``windows show``, ``alerts list|watch``, ``events add|list`` and ``compare``. Read commands print a table, or JSON with ``--json``.
 ``baselined demo`` runs the end-to-end demo.
 
 Exit codes: 0 success, 1 the sidecar refused or failed the request, 2 bad
@@ -272,7 +272,65 @@ def build_parser() -> argparse.ArgumentParser:
         "--requests", type=int, default=3000, help="requests per phase (default 3000)"
     )
     _replay_parser(commands)
+    _events_parser(commands)
     return parser
+
+
+_EVENT_TYPES = [
+    "deploy", "model_rollout", "library_update", "config_change", "node_change",
+    "accelerator_change", "data_source_change", "autoscale", "image_change",
+    "python_change", "custom",
+]  # fmt: skip
+
+
+def _events_parser(commands: Any) -> None:
+    events = commands.add_parser("events", help="record and list change events (deploys, ...)")
+    ecmd = events.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    add = ecmd.add_parser(
+        "add",
+        help="record a change event",
+        description="Record a change (deploy, library update, ...) so alerts and impact "
+        "checks can relate to it. Scope fields left out mean 'any'.",
+    )
+    add.add_argument("--type", "-t", required=True, choices=_EVENT_TYPES, help="event type")
+    add.add_argument(
+        "--custom-type", default="", help="name of a custom event (with --type custom)"
+    )
+    add.add_argument("--model", "-m", required=True, help="model name")
+    add.add_argument(
+        "--environment",
+        "-e",
+        default=os.environ.get("BASELINED_ENVIRONMENT", ""),
+        help="environment (env BASELINED_ENVIRONMENT; default: all)",
+    )
+    for name in ("version", "node", "image"):
+        add.add_argument(f"--{name}", default="", help=f"{name} the change applies to")
+    add.add_argument(
+        "--attr",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="free attribute (repeatable)",
+    )
+    add.add_argument(
+        "--time", help="when the change happened: unix seconds or ISO-8601 (default: now)"
+    )
+    add.add_argument(
+        "--actor",
+        default=os.environ.get("BASELINED_ACTOR", _default_actor()),
+        help="who records it (env BASELINED_ACTOR; default cli:<user>)",
+    )
+    _target_flags(add, read=True)
+    elist = ecmd.add_parser("list", help="list change events, oldest first")
+    elist.add_argument("--model", "-m", help="only this model")
+    elist.add_argument("--environment", "-e", help="only this environment (and unscoped events)")
+    elist.add_argument("--since", help="events from this long ago: 30m, 2h, 1d (default: all)")
+    elist.add_argument(
+        "--type", "-t", dest="types", action="append", default=[], choices=_EVENT_TYPES,
+        help="only this type (repeatable)",
+    )  # fmt: skip
+    elist.add_argument("--limit", type=int, default=100, help="newest events to show (default 100)")
+    _target_flags(elist, read=True)
 
 
 def _replay_parser(commands: Any) -> None:
@@ -818,6 +876,88 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_events_add(args: argparse.Namespace) -> int:
+    try:
+        when = parse_time(args.time) if args.time else time.time()
+    except ValueError as err:
+        raise _UsageError(f"--time: {err}") from None
+    attributes: dict[str, str] = {}
+    for item in args.attr:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _UsageError(f"--attr must look like KEY=VALUE, got {item!r}")
+        attributes[key] = value
+    with _client(args) as client:
+        event = client.record_event(
+            args.type,
+            args.model,
+            time=when,
+            environment=args.environment,
+            version=args.version,
+            node=args.node,
+            image=args.image,
+            custom_type=args.custom_type,
+            attributes=attributes,
+            actor=args.actor,
+            source="cli",
+        )
+    if args.json:
+        _print_json(event)
+    else:
+        print(
+            f"recorded {_event_name(event)} {event.id} for {event.model} at {_fmt_time(event.time)}"
+        )
+    return EXIT_OK
+
+
+def _event_name(event: pb.Event) -> str:
+    if event.type == pb.EVENT_TYPE_CUSTOM:
+        return f"custom:{event.custom_type}"
+    return pb.EventType.Name(event.type).removeprefix("EVENT_TYPE_").lower()
+
+
+def _cmd_events_list(args: argparse.Namespace) -> int:
+    if args.limit <= 0:
+        raise _UsageError("--limit must be greater than 0")
+    try:
+        start = time.time() - parse_duration(args.since) if args.since else 0.0
+    except ValueError as err:
+        raise _UsageError(f"--since: {err}") from None
+    with _client(args) as client:
+        response = client.events(
+            model=args.model or "",
+            environment=args.environment or "",
+            start=start,
+            types=args.types,
+            limit=args.limit,
+        )
+    if args.json:
+        _print_json(response)
+        return EXIT_OK
+    if not response.events:
+        print("no events")
+        return EXIT_OK
+    rows = [
+        [
+            _fmt_time(e.time),
+            _event_name(e),
+            f"{e.model}/{e.environment or '*'}",
+            " ".join(
+                f"{k}={v}"
+                for k, v in (("version", e.version), ("node", e.node), ("image", e.image))
+                if v
+            )
+            or "-",
+            e.recorded_by or "-",
+            e.source,
+            e.id,
+        ]
+        for e in response.events
+    ]
+    print(_table(["time", "type", "model/env", "scope", "recorded by", "via", "id"], rows))
+    return EXIT_OK
+
+
 _COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("serve", None): _cmd_serve,
     ("replay", None): _cmd_replay,
@@ -834,6 +974,8 @@ _COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("alerts", "list"): _cmd_alerts_list,
     ("alerts", "watch"): _cmd_alerts_watch,
     ("compare", None): _cmd_compare,
+    ("events", "add"): _cmd_events_add,
+    ("events", "list"): _cmd_events_list,
 }
 
 

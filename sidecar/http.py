@@ -6,6 +6,9 @@ Routes:
   200 with ``{"status": ..., "rows": n}``, 400 with ``{"error": reason,
   "message": ...}`` for a malformed event, 413 past the size cap, 503 while
   the sidecar stops.
+* ``POST /v1/events``: a change event as a CloudEvent 1.0, binary or structured
+  mode (:func:`sidecar.events.parse_cloudevent`); 201 with ``{"id": ...}``,
+  400 with ``{"error": reason, "message": ...}`` and nothing stored.
 * ``GET /healthz``: 200 ``ok``, 503 ``stopping`` once the sidecar stops.
 * ``GET /metrics``: the text of the injected ``metrics_text`` callable
   (``(body, content_type)``, Prometheus exposition); 404 when there is none.
@@ -24,21 +27,26 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.errors import BaselinedError, TooLarge
+from sidecar.errors import BaselinedError, InvalidInput, TooLarge
+from sidecar.events import EventLog
 from sidecar.kserve import BadEvent, KServeIngest
 
-__all__ = ["KSERVE_PATH", "HttpListener", "ListenError", "MetricsText", "build_app"]
+__all__ = ["EVENTS_PATH", "KSERVE_PATH", "HttpListener", "ListenError", "MetricsText", "build_app"]
 
 log = logging.getLogger(__name__)
 
 KSERVE_PATH = "/v1/kserve"
 """Where KServe's ``logger.url`` points: ``http://<sidecar>:<port>/v1/kserve``."""
 
+EVENTS_PATH = "/v1/events"
+"""Where CI/CD posts change events as CloudEvents: ``http://<sidecar>:<port>/v1/events``."""
+
 #: Returns the metrics exposition and its content type.
 MetricsText = Callable[[], tuple[bytes, str]]
 
 _KSERVE: web.AppKey[KServeIngest | None] = web.AppKey("kserve", KServeIngest)
 _METRICS: web.AppKey[MetricsText | None] = web.AppKey("metrics")
+_EVENTS: web.AppKey[EventLog | None] = web.AppKey("events", EventLog)
 _STOPPING: web.AppKey[Callable[[], bool]] = web.AppKey("stopping")
 _MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 
@@ -79,6 +87,21 @@ async def _kserve(request: web.Request) -> web.Response:
     return web.json_response({"status": outcome.status, "rows": outcome.rows})
 
 
+async def _events(request: web.Request) -> web.Response:
+    log_ = request.app[_EVENTS]
+    if log_ is None:
+        return _problem(404, "disabled", "change events are not enabled on this sidecar")
+    body = await request.read()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        event = await asyncio.to_thread(log_.record_cloudevent, headers, body)
+    except InvalidInput as err:
+        return _problem(400, getattr(err, "reason", "invalid_event"), str(err))
+    except BaselinedError as err:
+        return _problem(503, "unavailable", str(err))
+    return web.json_response({"id": event.id, "type": event.type, "model": event.model}, status=201)
+
+
 async def _healthz(request: web.Request) -> web.Response:
     if request.app[_STOPPING]():
         return web.Response(status=503, text="stopping")
@@ -99,6 +122,7 @@ def build_app(
     metrics_text: MetricsText | None = None,
     max_body: int = 4 * 1024 * 1024,
     stopping: Callable[[], bool] = lambda: False,
+    events: EventLog | None = None,
 ) -> web.Application:
     """The aiohttp application: ``kserve`` ingests ``/v1/kserve`` (None: 404),
     ``metrics_text`` serves ``/metrics`` (None: 404), bodies past ``max_body``
@@ -109,7 +133,9 @@ def build_app(
     app[_METRICS] = metrics_text
     app[_STOPPING] = stopping
     app[_MAX_BODY] = max_body
+    app[_EVENTS] = events
     app.router.add_post(KSERVE_PATH, _kserve)
+    app.router.add_post(EVENTS_PATH, _events)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     return app
@@ -139,6 +165,7 @@ class HttpListener:
         max_body: int = 4 * 1024 * 1024,
         stopping: Callable[[], bool] | None = None,
         pair_sweep: float = 1.0,
+        events: EventLog | None = None,
         shutdown_timeout: float = 5.0,
     ) -> None:
         self._host, self._requested_port = _split(address)
@@ -150,7 +177,11 @@ class HttpListener:
             return self._stopping_flag or (outer is not None and outer())
 
         self.app = build_app(
-            kserve=kserve, metrics_text=metrics_text, max_body=max_body, stopping=is_stopping
+            kserve=kserve,
+            metrics_text=metrics_text,
+            max_body=max_body,
+            stopping=is_stopping,
+            events=events,
         )
         self._pair_sweep = pair_sweep
         self._shutdown_timeout = shutdown_timeout

@@ -33,6 +33,7 @@ from sidecar.records import ALL_TRAFFIC, Kind
 from sidecar.settings import Settings
 
 __all__ = [
+    "MAX_DROPPED_REASONS",
     "MAX_NAME_LENGTH",
     "DecodedBatch",
     "SliceData",
@@ -42,6 +43,9 @@ __all__ = [
 
 MAX_NAME_LENGTH = 256
 """Longest accepted model, version, environment, signal, slice attribute or value (characters)."""
+
+MAX_DROPPED_REASONS = 32
+"""Most entries of a batch's ``dropped`` map (the middleware's drop counts by reason)."""
 
 # Cc: C0 and C1 control characters. Series ids join names with \x1f, and no
 # name a person types needs one.
@@ -66,6 +70,8 @@ class DecodedBatch:
     row; ``batch_slices`` are (attribute, value) pairs that hold for every row,
     sorted by attribute. ``traceparents`` is empty or holds one W3C traceparent
     per row (``""`` = none), unvalidated: readers check the few they keep.
+    ``instance`` names the sending process and ``dropped`` holds its cumulative
+    drop counts since it started, as (reason, count) pairs sorted by reason.
     """
 
     model: str
@@ -80,6 +86,8 @@ class DecodedBatch:
     batch_slices: tuple[tuple[str, str], ...]
     fingerprint: pb.Fingerprint | None
     traceparents: Sequence[str] = ()
+    instance: str = ""
+    dropped: tuple[tuple[str, int], ...] = ()
 
 
 def check_name(what: str, value: str, *, allow_empty: bool = False) -> None:
@@ -174,6 +182,13 @@ def decode_batch(batch: pb.SampleBatch, settings: Settings, *, now: float) -> De
     if batch.version == ALL_TRAFFIC:
         raise InvalidInput(f"version {ALL_TRAFFIC!r} is reserved for data merged across versions")
     check_name("environment", batch.environment)
+    if len(batch.dropped) > MAX_DROPPED_REASONS:
+        raise InvalidInput(
+            f"dropped has {len(batch.dropped)} reasons, over the limit of {MAX_DROPPED_REASONS}"
+        )
+    dropped = sorted(batch.dropped.items())
+    for reason, _ in dropped:
+        check_name("dropped reason", reason)
     if len(batch.request_ids) not in (0, rows):
         raise InvalidInput(
             f"request_ids has {len(batch.request_ids)} values,"
@@ -257,4 +272,6 @@ def decode_batch(batch: pb.SampleBatch, settings: Settings, *, now: float) -> De
         batch_slices=tuple((k, v) for k, v in batch_slices if v),
         fingerprint=fingerprint,
         traceparents=batch.traceparents,  # a view: only the few rows kept are read
+        instance=batch.instance,
+        dropped=tuple(dropped),
     )

@@ -19,6 +19,7 @@ __all__ = [
     "AuditDraft",
     "AuditEntry",
     "BaselineRecord",
+    "EventRecord",
     "Kind",
     "Partial",
     "PointerState",
@@ -225,3 +226,41 @@ class Summary:
     @property
     def missing_rate(self) -> float:
         return self.missing / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A change event (deploy, library update, ...): what changed, when, where.
+
+    ``type`` is an ``sidecar.events.EventType`` value (``deploy``, ...);
+    ``custom_type`` names a ``custom`` one. ``time`` is when the change
+    happened, ``recorded_at`` when the sidecar stored it (unix seconds). The
+    scope fields (``environment``, ``version``, ``node``, ``image``) are ""
+    when the event applies to all of them. ``id`` is empty until a store
+    assigns one.
+    """
+
+    type: str
+    time: float
+    model: str
+    environment: str = ""
+    version: str = ""
+    node: str = ""
+    image: str = ""
+    custom_type: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    recorded_by: str = ""
+    source: str = ""
+    recorded_at: float = 0.0
+    id: str = ""
+
+    def to_json(self) -> str:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["attributes"] = dict(self.attributes)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> EventRecord:
+        data: dict[str, Any] = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

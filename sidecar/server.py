@@ -37,6 +37,8 @@ from sidecar.alerts import Alerter, AlertSink
 from sidecar.baselines import BaselineManager
 from sidecar.compare import Comparator
 from sidecar.errors import BaselinedError, ConfigError
+from sidecar.events import EventLog
+from sidecar.events_service import EventsService
 from sidecar.guardrails import Guardrails
 from sidecar.http import HttpListener
 from sidecar.kserve import KServeIngest
@@ -56,6 +58,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     pb.DESCRIPTOR.services_by_name["Ingest"].full_name,
     pb.DESCRIPTOR.services_by_name["Baselines"].full_name,
     pb.DESCRIPTOR.services_by_name["Alerts"].full_name,
+    pb.DESCRIPTOR.services_by_name["Events"].full_name,
 )
 """Fully qualified names of the services the sidecar serves (health reports each)."""
 
@@ -192,6 +195,7 @@ class Sidecar:
             tracer = telemetry.tracer if telemetry is not None else trace.get_tracer("baselined")
         self._tracer = tracer
         self.kserve = KServeIngest(self.windows, settings, clock=clock)
+        self.events = EventLog(self.store, clock=clock, max_clock_skew=settings.max_clock_skew)
         self.http: HttpListener | None = None  # started when settings.http_listen is set
         self._server: grpc.aio.Server | None = None
         self._health: health_aio.HealthServicer | None = None
@@ -242,6 +246,7 @@ class Sidecar:
         pb_grpc.add_AlertsServicer_to_server(  # type: ignore[no-untyped-call]
             AlertsService(self.alerter, self.comparator, flush=self.windows.flush), server
         )
+        pb_grpc.add_EventsServicer_to_server(EventsService(self.events), server)  # type: ignore[no-untyped-call]
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         if settings.reflection:
@@ -265,6 +270,7 @@ class Sidecar:
             http = HttpListener(
                 settings.http_listen,
                 kserve=self.kserve,
+                events=self.events,
                 metrics_text=(
                     self.telemetry.metrics_text
                     if self.telemetry is not None and self.telemetry.prometheus_enabled

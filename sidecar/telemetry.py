@@ -70,6 +70,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "baselined.samples.received",
     "baselined.samples.accepted",
     "baselined.samples.rejected",
+    "baselined.samples.dropped",
     "baselined.series",
     "baselined.comparison.duration",
     "baselined.effect.estimate",
@@ -270,6 +271,20 @@ class Telemetry:
             "baselined.samples.rejected",
             ("records_rejected",),
             "Records refused (their batch was invalid or too large)",
+        )
+
+        def dropped(options: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(n, {"model": model, "environment": environment, "reason": reason})
+                for (model, environment, reason), n in windows.dropped_counts().items()
+            ]
+
+        meter.create_observable_counter(
+            "baselined.samples.dropped",
+            callbacks=[dropped],
+            unit="{sample}",
+            description="Records the middleware dropped before sending, by reason "
+            "(as reported by the senders; summed over their instances)",
         )
 
         def series(options: CallbackOptions) -> Iterable[Observation]:

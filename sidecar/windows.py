@@ -56,6 +56,8 @@ __all__ = ["OTHER", "TRACES_KEPT", "WindowData", "Windows"]
 OTHER = "__other__"
 """The slice value that collects an attribute's values past ``max_slice_values``."""
 
+_DROP_INSTANCES = 1024  # senders whose drop counts are kept apart; older ones are folded
+_DROP_REASONS = 64  # distinct drop reasons kept per sender
 _KEEP_BUCKETS = 2  # flushed buckets this far behind the newest stay in memory for late rows
 _BUFFER_VALUES = 4096  # per series: 32 KB, twice a full digest; ~90 % of the bulk rate
 _LATE = "#late"
@@ -182,6 +184,10 @@ class Windows:
             threading.Lock()
         )  # one flush at a time, so a flush that returns has written all
         self._late = 0
+        # (model, environment, instance) -> reason -> highest cumulative count seen,
+        # least recently heard from first; and the counts of senders folded away.
+        self._dropped: dict[tuple[str, str, str], dict[str, int]] = {}
+        self._dropped_folded: dict[tuple[str, str, str], int] = {}
         self._counts = dict.fromkeys(
             (
                 "batches_accepted",
@@ -218,6 +224,8 @@ class Windows:
                 self._accumulate(window, data)
                 if data.traceparents:
                     self._remember_traces(window, data)
+                if data.dropped:
+                    self._note_dropped(data)
                 self._counts["batches_accepted"] += 1
                 self._counts["records_accepted"] += data.rows
         except (InvalidInput, TooLarge):
@@ -229,6 +237,42 @@ class Windows:
             with contextlib.suppress(Exception):  # telemetry must never refuse a batch
                 self.on_batch(data, began)
         return data.rows
+
+    def _note_dropped(self, data: DecodedBatch) -> None:
+        """Keep the sender's cumulative drop counts (the highest seen per reason:
+        batches of two streams may arrive out of order). Past ``_DROP_INSTANCES``
+        senders, the least recently heard from is folded into a per-reason total."""
+        key = (data.model, data.environment, data.instance)
+        counts = self._dropped.pop(key, None)  # re-inserted last: most recent
+        if counts is None:
+            counts = {}
+            if len(self._dropped) >= _DROP_INSTANCES:
+                (model, environment, _), old = oldest = next(iter(self._dropped.items()))
+                del self._dropped[oldest[0]]
+                for reason, n in old.items():
+                    fold = (model, environment, reason)
+                    self._dropped_folded[fold] = self._dropped_folded.get(fold, 0) + n
+        for reason, n in data.dropped:
+            if n > counts.get(reason, -1) and (reason in counts or len(counts) < _DROP_REASONS):
+                counts[reason] = n
+        self._dropped[key] = counts
+
+    def dropped_counts(self) -> dict[tuple[str, str, str], int]:
+        """Records the middleware reported dropped, by (model, environment, reason):
+        the sum over sending instances of each one's latest cumulative count.
+
+        Monotonic while senders run: a restarted sender reports under a new
+        instance (``host:pid``) and its predecessor's counts stay in the sum; a
+        sender that reuses its instance name counts again once it passes its old
+        counts.
+        """
+        with self._lock:
+            totals = dict(self._dropped_folded)
+            for (model, environment, _), counts in self._dropped.items():
+                for reason, n in counts.items():
+                    key = (model, environment, reason)
+                    totals[key] = totals.get(key, 0) + n
+        return totals
 
     def _remember_traces(self, window: _Window, data: DecodedBatch) -> None:
         """Keep the traceparents of the last rows of the batch in the reservoirs of

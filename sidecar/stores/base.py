@@ -26,12 +26,16 @@ from sidecar.records import (
     AuditDraft,
     AuditEntry,
     BaselineRecord,
+    EventRecord,
     Partial,
     PointerState,
     Status,
 )
 
-__all__ = ["Store"]
+__all__ = ["DEFAULT_EVENT_RETENTION", "Store"]
+
+DEFAULT_EVENT_RETENTION = 90 * 24 * 3600
+"""Seconds change events are kept by default (by event time)."""
 
 
 @runtime_checkable
@@ -145,6 +149,35 @@ class Store(Protocol):
         ``seq`` is unique and increasing per store for SQLite, and per model
         for Redis (entries of one model are totally ordered).
         """
+        ...
+
+    # -- change events ---------------------------------------------------------
+
+    def append_event(
+        self, record: EventRecord, *, retention_seconds: float = DEFAULT_EVENT_RETENTION
+    ) -> EventRecord:
+        """Store one change event of ``record.model`` and return it with its id
+        (a new unique id when ``record.id`` is empty). Events older than
+        ``retention_seconds`` before ``record.recorded_at`` (0: the store's
+        clock) are dropped: SQLite by event time, Redis by arrival in the
+        model's stream (``XTRIM MINID``). Raises ``AlreadyExists`` for a
+        duplicate id on SQLite."""
+        ...
+
+    def list_events(
+        self,
+        model: str | None,
+        environment: str | None,
+        start: float,
+        end: float,
+        limit: int,
+        *,
+        types: Sequence[str] = (),
+    ) -> list[EventRecord]:
+        """The newest ``limit`` events with ``start <= time < end`` (of that
+        model, environment and types; None / empty: all), oldest first by event
+        time, then id. ``environment`` also matches events recorded without
+        one (they apply to every environment)."""
         ...
 
     # -- lifecycle -------------------------------------------------------------

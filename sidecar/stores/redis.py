@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
@@ -40,14 +43,19 @@ from sidecar.records import (
     AuditDraft,
     AuditEntry,
     BaselineRecord,
+    EventRecord,
     Partial,
     PointerState,
     Status,
 )
+from sidecar.stores.base import DEFAULT_EVENT_RETENTION
 
 __all__ = ["RedisStore"]
 
 _T = TypeVar("_T")
+
+MAX_EVENTS_PER_MODEL = 100_000
+"""Cap of each model's event stream (approximate ``MAXLEN``), on top of retention."""
 
 _CHUNK = 500  # field/value pairs per HSET inside scripts (Lua's unpack has a stack limit)
 
@@ -199,10 +207,14 @@ class RedisStore:
         client: redis.Redis | None = None,
         socket_timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        max_events_per_model: int = MAX_EVENTS_PER_MODEL,
     ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ConfigError(f"Redis key prefix {prefix!r} must be non-empty and hold no braces")
         self._prefix = prefix
+        self._clock = clock
+        self._max_events = max_events_per_model
         if client is None:
             try:
                 client = redis.Redis.from_url(
@@ -615,6 +627,82 @@ class RedisStore:
         else:
             entries.sort(key=lambda e: (e.time, e.model, e.seq))
         return entries[-limit:]
+
+    # -- change events -----------------------------------------------------------
+
+    def _events_key(self, model: str) -> str:
+        return f"{self._m(model)}:events"
+
+    def append_event(
+        self, record: EventRecord, *, retention_seconds: float = DEFAULT_EVENT_RETENTION
+    ) -> EventRecord:
+        """``XADD`` to the model's event stream (capped by ``MAXLEN``), then
+        ``XTRIM MINID``: entries recorded more than retention ago go."""
+        if not record.model:
+            raise InvalidInput("model name must not be empty")
+        if not record.id:
+            record = dataclasses.replace(record, id=f"ev-{uuid.uuid4().hex[:20]}")
+        key = self._events_key(record.model)
+        # Stream ids are arrival times (ms); an event's time is never after its
+        # arrival by more than the clock skew, so trimming by arrival keeps
+        # everything whose event time is within retention.
+        now = record.recorded_at or self._clock()
+        cutoff = now - retention_seconds
+        min_id = max(0, int(cutoff * 1000)) if math.isfinite(cutoff) else 0
+        with self._errors():
+            self._client.sadd(self._models_key(), record.model)  # global index first
+            pipe = self._client.pipeline(transaction=True)  # one key: one slot
+            pipe.xadd(
+                key,
+                {"id": record.id, "entry": record.to_json()},
+                maxlen=self._max_events,
+                approximate=True,
+            )
+            if min_id:
+                pipe.xtrim(key, minid=f"{min_id}-0", approximate=False)
+            pipe.execute()
+        return record
+
+    def _events_of(self, model: str) -> list[EventRecord]:
+        key = self._events_key(model)
+        out: list[EventRecord] = []
+        low = "-"
+        while True:
+            rows = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                self._client.xrange(key, min=low, max="+", count=1000),
+            )
+            out += [EventRecord.from_json(fields[b"entry"]) for _, fields in rows]
+            if len(rows) < 1000:
+                return out
+            low = "(" + _s(rows[-1][0])
+
+    def list_events(
+        self,
+        model: str | None,
+        environment: str | None,
+        start: float,
+        end: float,
+        limit: int,
+        *,
+        types: Sequence[str] = (),
+    ) -> list[EventRecord]:
+        """The newest ``limit`` matching events, oldest first by time, then id."""
+        if limit <= 0:
+            return []
+        wanted = set(types)
+        with self._errors():
+            models = [model] if model is not None else self._models()
+            found = [
+                e
+                for name in models
+                for e in self._events_of(name)
+                if start <= e.time < end
+                and (environment is None or e.environment in (environment, ""))
+                and (not wanted or e.type in wanted)
+            ]
+        found.sort(key=lambda e: (e.time, e.id))
+        return found[-limit:]
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -23,15 +24,18 @@ from sidecar.records import (
     AuditDraft,
     AuditEntry,
     BaselineRecord,
+    EventRecord,
     Partial,
     PointerState,
     Status,
 )
+from sidecar.stores.base import DEFAULT_EVENT_RETENTION
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1
-"""Version of the table layout below; stored in the ``schema_version`` table."""
+SCHEMA_VERSION = 2
+"""Version of the table layout below; stored in the ``schema_version`` table.
+Version 1 files (no events table) are upgraded in place when opened."""
 
 _PURGE_INTERVAL = 60.0  # seconds between opportunistic deletes of expired partials
 
@@ -85,6 +89,20 @@ CREATE TABLE audit (
     after TEXT NOT NULL
 ) STRICT;
 CREATE INDEX audit_scope ON audit (model, environment, seq);
+"""
+
+# Added in schema version 2 (applied to version 1 files on open).
+_SCHEMA_V2 = """
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    type TEXT NOT NULL,
+    time REAL NOT NULL,
+    record TEXT NOT NULL
+) STRICT;
+CREATE INDEX events_scope ON events (model, time);
+CREATE INDEX events_time ON events (time);
 """
 
 
@@ -161,7 +179,7 @@ class SQLiteStore:
             ).fetchone()
             if exists is None:
                 # executescript() would COMMIT first: run the statements one by one.
-                for statement in _SCHEMA.split(";"):
+                for statement in (_SCHEMA + _SCHEMA_V2).split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -169,6 +187,12 @@ class SQLiteStore:
             else:
                 row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
                 found = int(row[0]) if row and row[0] is not None else 0
+                if found == 1:  # version 2 only adds the events table
+                    for statement in _SCHEMA_V2.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                    found = SCHEMA_VERSION
             if found != SCHEMA_VERSION:
                 raise StoreUnavailable(
                     f"SQLite database {self._path!r} has schema version {found}; this baselined "
@@ -516,6 +540,71 @@ class SQLiteStore:
             )
             for r in reversed(rows)
         ]
+
+    # -- change events -----------------------------------------------------------
+
+    def append_event(
+        self, record: EventRecord, *, retention_seconds: float = DEFAULT_EVENT_RETENTION
+    ) -> EventRecord:
+        """Insert the event (assigning an id) and delete events past retention."""
+        if not record.model:
+            raise InvalidInput("model name must not be empty")
+        if not record.id:
+            record = dataclasses.replace(record, id=f"ev-{uuid.uuid4().hex[:20]}")
+        cutoff = (record.recorded_at or self._clock()) - retention_seconds
+        with self._transaction() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO events (id, model, environment, type, time, record)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.model,
+                        record.environment,
+                        record.type,
+                        float(record.time),
+                        record.to_json(),
+                    ),
+                )
+            except sqlite3.IntegrityError as err:
+                raise AlreadyExists(f"an event with id {record.id!r} already exists") from err
+            conn.execute("DELETE FROM events WHERE time < ?", (cutoff,))
+        return record
+
+    def list_events(
+        self,
+        model: str | None,
+        environment: str | None,
+        start: float,
+        end: float,
+        limit: int,
+        *,
+        types: Sequence[str] = (),
+    ) -> list[EventRecord]:
+        """The newest ``limit`` matching events, oldest first by time, then id."""
+        if limit <= 0:
+            return []
+        where = ["time >= ?", "time < ?"]
+        params: list[Any] = [start, end]
+        if model is not None:
+            where.append("model = ?")
+            params.append(model)
+        if environment is not None:
+            # an event recorded without an environment applies to every environment
+            where.append("environment IN (?, '')")
+            params.append(environment)
+        if types:
+            where.append(f"type IN ({', '.join('?' for _ in types)})")
+            params.extend(types)
+        params.append(limit)
+        sql = (
+            "SELECT record FROM events WHERE "
+            + " AND ".join(where)
+            + " ORDER BY time DESC, id DESC LIMIT ?"
+        )
+        with self._locked() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [EventRecord.from_json(r[0]) for r in reversed(rows)]
 
     # -- lifecycle ---------------------------------------------------------------
 

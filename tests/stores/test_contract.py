@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from sidecar.errors import AlreadyExists, Conflict, InvalidInput, NotFound
-from sidecar.records import Partial, PointerState, Status
+from sidecar.records import EventRecord, Partial, PointerState, Status
 from sidecar.stores import RedisStore, SQLiteStore, Store
 from tests.stores import FakeClock, draft, rec
 
@@ -24,6 +25,7 @@ class Backend:
     store: Store
     reopen: Callable[[], Store] | None
     advance: Callable[[float], None]
+    now: Callable[[], float] = field(default=time.time)
 
 
 def _sqlite(path: str, clock: FakeClock) -> Backend:
@@ -34,7 +36,11 @@ def _sqlite(path: str, clock: FakeClock) -> Backend:
         clock.now += seconds
 
     return Backend(
-        "sqlite", SQLiteStore(path, clock=clock), None if path == ":memory:" else reopen, advance
+        "sqlite",
+        SQLiteStore(path, clock=clock),
+        None if path == ":memory:" else reopen,
+        advance,
+        clock,
     )
 
 
@@ -479,3 +485,90 @@ def test_everything_survives_reopening(backend: Backend) -> None:
     # numbering goes on after the reopen
     entry = again.create_baseline(rec("b2", "tuesday"), {}, draft("freeze", "b2"))
     assert entry.seq > expected[3][-1].seq
+
+
+# -- change events -----------------------------------------------------------------
+
+
+def event(model: str = "fraud", at: float = 1_700_000_000.0, **kw: object) -> EventRecord:
+    values: dict[str, object] = {
+        "type": "deploy",
+        "time": at,
+        "model": model,
+        "environment": "prod",
+        "version": "v7",
+        "attributes": {"commit": "abc123", "pipeline": "ci #42"},
+        "recorded_by": "ci",
+        "source": "grpc",
+        "recorded_at": at,
+    }
+    values.update(kw)
+    return EventRecord(**values)  # type: ignore[arg-type]
+
+
+def test_append_event_assigns_ids_and_lists_by_event_time(store: Store) -> None:
+    late = store.append_event(event(at=1_700_000_300.0, version="v8"))
+    early = store.append_event(event(at=1_700_000_100.0, type="library_update"))
+    assert late.id and early.id and late.id != early.id
+    got = store.list_events("fraud", None, 0.0, math.inf, 100)
+    assert got == [early, late]  # by event time, not by arrival
+    assert dict(got[1].attributes) == {"commit": "abc123", "pipeline": "ci #42"}
+    assert got[1].version == "v8" and got[0].type == "library_update"
+
+
+def test_list_events_range_limit_and_filters(store: Store) -> None:
+    t = 1_700_000_000.0
+    store.append_event(event(at=t, type="deploy"))
+    store.append_event(event(at=t + 10, type="config_change", environment="staging"))
+    store.append_event(event(at=t + 20, type="node_change", environment=""))  # every environment
+    store.append_event(event(model="ranker", at=t + 30))
+    store.append_event(event(model="{fraud}", at=t + 40))  # braces stay apart in Redis keys
+
+    def times(**kw: object) -> list[float]:
+        args: dict[str, object] = {
+            "model": "fraud",
+            "environment": None,
+            "start": 0.0,
+            "end": math.inf,
+            "limit": 100,
+        }
+        args.update(kw)
+        types = args.pop("types", ())
+        found = store.list_events(**args, types=types)  # type: ignore[arg-type]
+        return [e.time - t for e in found]
+
+    assert times() == [0, 10, 20]
+    assert times(model=None) == [0, 10, 20, 30, 40]
+    assert times(model="{fraud}") == [40]
+    assert times(environment="prod") == [0, 20]  # unscoped events apply to prod too
+    assert times(environment="staging") == [10, 20]
+    assert times(start=t + 10, end=t + 20) == [10]  # half-open [start, end)
+    assert times(types=["deploy", "node_change"]) == [0, 20]
+    assert times(limit=2) == [10, 20]  # the newest two, oldest first
+    assert times(limit=0) == []
+    assert times(model="nobody") == []
+
+
+def test_events_past_retention_are_dropped_on_append(backend: Backend) -> None:
+    store = backend.store
+    first = backend.now()
+    store.append_event(event(at=first), retention_seconds=1.0)
+    backend.advance(1.5)
+    second = backend.now()
+    kept = store.append_event(event(at=second, version="v8"), retention_seconds=1.0)
+    assert store.list_events("fraud", None, 0.0, math.inf, 100) == [kept]
+
+
+def test_events_survive_reopening(backend: Backend) -> None:
+    if backend.reopen is None:
+        pytest.skip("an in-memory SQLite database does not outlive its connection")
+    stored = backend.store.append_event(event(type="custom", custom_type="db_migration"))
+    backend.store.close()
+    again = backend.reopen()
+    assert again.list_events("fraud", "prod", 0.0, math.inf, 10) == [stored]
+
+
+def test_append_event_without_model_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidInput, match="model"):
+        store.append_event(event(model=""))
+    assert store.list_events(None, None, 0.0, math.inf, 10) == []

@@ -35,6 +35,21 @@ class AlertState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALERT_STATE_UNSPECIFIED: _ClassVar[AlertState]
     ALERT_STATE_FIRING: _ClassVar[AlertState]
     ALERT_STATE_RESOLVED: _ClassVar[AlertState]
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    EVENT_TYPE_DEPLOY: _ClassVar[EventType]
+    EVENT_TYPE_MODEL_ROLLOUT: _ClassVar[EventType]
+    EVENT_TYPE_LIBRARY_UPDATE: _ClassVar[EventType]
+    EVENT_TYPE_CONFIG_CHANGE: _ClassVar[EventType]
+    EVENT_TYPE_NODE_CHANGE: _ClassVar[EventType]
+    EVENT_TYPE_ACCELERATOR_CHANGE: _ClassVar[EventType]
+    EVENT_TYPE_DATA_SOURCE_CHANGE: _ClassVar[EventType]
+    EVENT_TYPE_AUTOSCALE: _ClassVar[EventType]
+    EVENT_TYPE_IMAGE_CHANGE: _ClassVar[EventType]
+    EVENT_TYPE_PYTHON_CHANGE: _ClassVar[EventType]
+    EVENT_TYPE_CUSTOM: _ClassVar[EventType]
 SIGNAL_KIND_UNSPECIFIED: SignalKind
 SIGNAL_KIND_FEATURE: SignalKind
 SIGNAL_KIND_OUTPUT: SignalKind
@@ -52,6 +67,18 @@ SEVERITY_SEVERE: Severity
 ALERT_STATE_UNSPECIFIED: AlertState
 ALERT_STATE_FIRING: AlertState
 ALERT_STATE_RESOLVED: AlertState
+EVENT_TYPE_UNSPECIFIED: EventType
+EVENT_TYPE_DEPLOY: EventType
+EVENT_TYPE_MODEL_ROLLOUT: EventType
+EVENT_TYPE_LIBRARY_UPDATE: EventType
+EVENT_TYPE_CONFIG_CHANGE: EventType
+EVENT_TYPE_NODE_CHANGE: EventType
+EVENT_TYPE_ACCELERATOR_CHANGE: EventType
+EVENT_TYPE_DATA_SOURCE_CHANGE: EventType
+EVENT_TYPE_AUTOSCALE: EventType
+EVENT_TYPE_IMAGE_CHANGE: EventType
+EVENT_TYPE_PYTHON_CHANGE: EventType
+EVENT_TYPE_CUSTOM: EventType
 
 class Fingerprint(_message.Message):
     __slots__ = ("hash", "fields")
@@ -97,7 +124,7 @@ class SliceColumn(_message.Message):
     def __init__(self, name: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SampleBatch(_message.Message):
-    __slots__ = ("model", "version", "environment", "fingerprint", "instance", "request_ids", "timestamps", "numeric", "categorical", "slices", "batch_slices", "traceparents")
+    __slots__ = ("model", "version", "environment", "fingerprint", "instance", "request_ids", "timestamps", "numeric", "categorical", "slices", "batch_slices", "traceparents", "dropped")
     class BatchSlicesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +132,13 @@ class SampleBatch(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class DroppedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +151,7 @@ class SampleBatch(_message.Message):
     SLICES_FIELD_NUMBER: _ClassVar[int]
     BATCH_SLICES_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENTS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     environment: str
@@ -129,7 +164,8 @@ class SampleBatch(_message.Message):
     slices: _containers.RepeatedCompositeFieldContainer[SliceColumn]
     batch_slices: _containers.ScalarMap[str, str]
     traceparents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., environment: _Optional[str] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., instance: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., timestamps: _Optional[_Iterable[float]] = ..., numeric: _Optional[_Iterable[_Union[NumericColumn, _Mapping]]] = ..., categorical: _Optional[_Iterable[_Union[CategoricalColumn, _Mapping]]] = ..., slices: _Optional[_Iterable[_Union[SliceColumn, _Mapping]]] = ..., batch_slices: _Optional[_Mapping[str, str]] = ..., traceparents: _Optional[_Iterable[str]] = ...) -> None: ...
+    dropped: _containers.ScalarMap[str, int]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., environment: _Optional[str] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., instance: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., timestamps: _Optional[_Iterable[float]] = ..., numeric: _Optional[_Iterable[_Union[NumericColumn, _Mapping]]] = ..., categorical: _Optional[_Iterable[_Union[CategoricalColumn, _Mapping]]] = ..., slices: _Optional[_Iterable[_Union[SliceColumn, _Mapping]]] = ..., batch_slices: _Optional[_Mapping[str, str]] = ..., traceparents: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class BatchRejection(_message.Message):
     __slots__ = ("batch_index", "code", "message", "records")
@@ -563,3 +599,68 @@ class CompareResponse(_message.Message):
     duration_seconds: float
     findings: _containers.RepeatedCompositeFieldContainer[SeriesFinding]
     def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., baseline_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., alpha_per_test: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[SeriesFinding, _Mapping]]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("id", "type", "custom_type", "time", "model", "version", "environment", "node", "image", "attributes", "recorded_by", "source", "recorded_at")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_BY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: EventType
+    custom_type: str
+    time: float
+    model: str
+    version: str
+    environment: str
+    node: str
+    image: str
+    attributes: _containers.ScalarMap[str, str]
+    recorded_by: str
+    source: str
+    recorded_at: float
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., custom_type: _Optional[str] = ..., time: _Optional[float] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., environment: _Optional[str] = ..., node: _Optional[str] = ..., image: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., recorded_by: _Optional[str] = ..., source: _Optional[str] = ..., recorded_at: _Optional[float] = ...) -> None: ...
+
+class RecordEventRequest(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: Event
+    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("model", "environment", "start", "end", "types", "limit")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    start: float
+    end: float
+    types: _containers.RepeatedScalarFieldContainer[EventType]
+    limit: int
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., types: _Optional[_Iterable[_Union[EventType, str]]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...

@@ -719,3 +719,120 @@ class Alerts:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class EventsStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RecordEvent = channel.unary_unary(
+                '/baselined.v1.Events/RecordEvent',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.RecordEventRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.Event.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/baselined.v1.Events/ListEvents',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
+
+
+class EventsServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def RecordEvent(self, request, context):
+        """Store one change event; INVALID_ARGUMENT naming the problem stores nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """Stored events in a time range, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EventsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RecordEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvent,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.RecordEventRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.Event.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.ListEventsRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.ListEventsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baselined.v1.Events', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baselined.v1.Events', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Events:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def RecordEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Events/RecordEvent',
+            baselined_dot_v1_dot_baselined__pb2.RecordEventRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Events/ListEvents',
+            baselined_dot_v1_dot_baselined__pb2.ListEventsRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
