@@ -428,7 +428,7 @@ class WindowView(_message.Message):
     def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., versions: _Optional[_Iterable[str]] = ..., instances: _Optional[_Iterable[str]] = ..., series: _Optional[_Iterable[_Union[SeriesSummary, _Mapping]]] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
-    __slots__ = ("seq", "time", "actor", "action", "model", "environment", "target", "reason", "before", "after")
+    __slots__ = ("seq", "time", "actor", "action", "model", "environment", "target", "reason", "before", "after", "prev_hash", "hash")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -439,6 +439,8 @@ class AuditEntry(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     BEFORE_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
     seq: int
     time: float
     actor: str
@@ -449,7 +451,9 @@ class AuditEntry(_message.Message):
     reason: str
     before: str
     after: str
-    def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., target: _Optional[str] = ..., reason: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
+    prev_hash: str
+    hash: str
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., target: _Optional[str] = ..., reason: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
 
 class ListAuditRequest(_message.Message):
     __slots__ = ("model", "environment", "limit")
@@ -664,3 +668,145 @@ class ListEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[Event]
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class Policy(_message.Message):
+    __slots__ = ("model", "environment", "four_eyes", "owners")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    FOUR_EYES_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    four_eyes: bool
+    owners: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., four_eyes: _Optional[bool] = ..., owners: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ("model", "environment")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
+
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("policy", "reason", "actor")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    policy: Policy
+    reason: str
+    actor: str
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class PendingApproval(_message.Message):
+    __slots__ = ("baseline_id", "model", "environment", "requested_by", "requested_at", "reason")
+    BASELINE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    baseline_id: str
+    model: str
+    environment: str
+    requested_by: str
+    requested_at: float
+    reason: str
+    def __init__(self, baseline_id: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., requested_by: _Optional[str] = ..., requested_at: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListPendingRequest(_message.Message):
+    __slots__ = ("model", "environment")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
+
+class ListPendingResponse(_message.Message):
+    __slots__ = ("pending",)
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    pending: _containers.RepeatedCompositeFieldContainer[PendingApproval]
+    def __init__(self, pending: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ...) -> None: ...
+
+class ApproveBaselineRequest(_message.Message):
+    __slots__ = ("id", "reason", "actor")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    reason: str
+    actor: str
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class VerifyAuditRequest(_message.Message):
+    __slots__ = ("model", "environment")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
+
+class VerifyAuditResponse(_message.Message):
+    __slots__ = ("ok", "checked", "problem", "bad_seq", "bad_model")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    BAD_SEQ_FIELD_NUMBER: _ClassVar[int]
+    BAD_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    checked: int
+    problem: str
+    bad_seq: int
+    bad_model: str
+    def __init__(self, ok: _Optional[bool] = ..., checked: _Optional[int] = ..., problem: _Optional[str] = ..., bad_seq: _Optional[int] = ..., bad_model: _Optional[str] = ...) -> None: ...
+
+class ExportBaselineRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class BaselineFile(_message.Message):
+    __slots__ = ("content",)
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    content: bytes
+    def __init__(self, content: _Optional[bytes] = ...) -> None: ...
+
+class ImportBaselineRequest(_message.Message):
+    __slots__ = ("content", "environment", "name", "reason", "actor")
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    content: bytes
+    environment: str
+    name: str
+    reason: str
+    actor: str
+    def __init__(self, content: _Optional[bytes] = ..., environment: _Optional[str] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class DiffBaselinesRequest(_message.Message):
+    __slots__ = ("a", "b", "quantiles")
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    a: str
+    b: str
+    quantiles: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, a: _Optional[str] = ..., b: _Optional[str] = ..., quantiles: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class DiffBaselinesResponse(_message.Message):
+    __slots__ = ("a", "b", "findings", "only_in_a", "only_in_b")
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    ONLY_IN_A_FIELD_NUMBER: _ClassVar[int]
+    ONLY_IN_B_FIELD_NUMBER: _ClassVar[int]
+    a: str
+    b: str
+    findings: _containers.RepeatedCompositeFieldContainer[SeriesFinding]
+    only_in_a: _containers.RepeatedScalarFieldContainer[str]
+    only_in_b: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, a: _Optional[str] = ..., b: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[SeriesFinding, _Mapping]]] = ..., only_in_a: _Optional[_Iterable[str]] = ..., only_in_b: _Optional[_Iterable[str]] = ...) -> None: ...

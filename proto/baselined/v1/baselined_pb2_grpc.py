@@ -836,3 +836,377 @@ class Events:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class GovernanceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetPolicy = channel.unary_unary(
+                '/baselined.v1.Governance/GetPolicy',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.Policy.FromString,
+                _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/baselined.v1.Governance/SetPolicy',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.Policy.FromString,
+                _registered_method=True)
+        self.ListPending = channel.unary_unary(
+                '/baselined.v1.Governance/ListPending',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.ListPendingRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.ListPendingResponse.FromString,
+                _registered_method=True)
+        self.ApproveBaseline = channel.unary_unary(
+                '/baselined.v1.Governance/ApproveBaseline',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.ApproveBaselineRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.Baseline.FromString,
+                _registered_method=True)
+        self.VerifyAudit = channel.unary_unary(
+                '/baselined.v1.Governance/VerifyAudit',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.VerifyAuditResponse.FromString,
+                _registered_method=True)
+        self.ExportBaseline = channel.unary_unary(
+                '/baselined.v1.Governance/ExportBaseline',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.ExportBaselineRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.BaselineFile.FromString,
+                _registered_method=True)
+        self.ImportBaseline = channel.unary_unary(
+                '/baselined.v1.Governance/ImportBaseline',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.ImportBaselineRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.Baseline.FromString,
+                _registered_method=True)
+        self.DiffBaselines = channel.unary_unary(
+                '/baselined.v1.Governance/DiffBaselines',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.DiffBaselinesRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.DiffBaselinesResponse.FromString,
+                _registered_method=True)
+
+
+class GovernanceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def GetPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPending(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveBaseline(self, request, context):
+        """With four-eyes on, a promotion waits here until another admin approves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportBaseline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportBaseline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffBaselines(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_GovernanceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.GetPolicyRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.Policy.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.SetPolicyRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.Policy.SerializeToString,
+            ),
+            'ListPending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPending,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.ListPendingRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.ListPendingResponse.SerializeToString,
+            ),
+            'ApproveBaseline': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveBaseline,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.ApproveBaselineRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.Baseline.SerializeToString,
+            ),
+            'VerifyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAudit,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'ExportBaseline': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportBaseline,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.ExportBaselineRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.BaselineFile.SerializeToString,
+            ),
+            'ImportBaseline': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportBaseline,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.ImportBaselineRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.Baseline.SerializeToString,
+            ),
+            'DiffBaselines': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffBaselines,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.DiffBaselinesRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.DiffBaselinesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baselined.v1.Governance', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baselined.v1.Governance', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Governance:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Governance/GetPolicy',
+            baselined_dot_v1_dot_baselined__pb2.GetPolicyRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Governance/SetPolicy',
+            baselined_dot_v1_dot_baselined__pb2.SetPolicyRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Governance/ListPending',
+            baselined_dot_v1_dot_baselined__pb2.ListPendingRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.ListPendingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveBaseline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Governance/ApproveBaseline',
+            baselined_dot_v1_dot_baselined__pb2.ApproveBaselineRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.Baseline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Governance/VerifyAudit',
+            baselined_dot_v1_dot_baselined__pb2.VerifyAuditRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportBaseline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Governance/ExportBaseline',
+            baselined_dot_v1_dot_baselined__pb2.ExportBaselineRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.BaselineFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportBaseline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Governance/ImportBaseline',
+            baselined_dot_v1_dot_baselined__pb2.ImportBaselineRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.Baseline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffBaselines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Governance/DiffBaselines',
+            baselined_dot_v1_dot_baselined__pb2.DiffBaselinesRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.DiffBaselinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
