@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -14,7 +15,7 @@ import grpc
 from baselined.v1 import baselined_pb2 as pb
 from baselined.v1 import baselined_pb2_grpc as pb_grpc
 
-__all__ = ["Client", "ClientError"]
+__all__ = ["Client", "ClientError", "channel_credentials", "open_channel"]
 
 M = TypeVar("M")
 
@@ -30,12 +31,110 @@ class ClientError(Exception):
         self.details = details
 
 
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise ValueError(f"cannot read {what} {path}: {err.strerror}") from err
+
+
+class _TokenFile(grpc.AuthMetadataPlugin):
+    """Sends the token in ``path``, re-read when the file changes (rotation)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._stamp: tuple[int, int] | None = None
+        self._token = ""
+        self._load()
+
+    def _load(self) -> str:
+        st = os.stat(self._path)
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            self._token = _read_file(self._path, "token file").decode("utf-8").strip()
+            self._stamp = stamp
+        return self._token
+
+    def __call__(
+        self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback
+    ) -> None:
+        try:
+            callback((("authorization", f"Bearer {self._load()}"),), None)
+        except Exception as err:  # reported to the call as UNAVAILABLE by gRPC
+            callback((), err)
+
+
+def channel_credentials(
+    target: str,
+    *,
+    token: str | None = None,
+    token_file: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> grpc.ChannelCredentials | None:
+    """Credentials for a channel to the sidecar, or None for plaintext without a token.
+
+    ``tls_ca`` (PEM file; empty: the system roots) or a client certificate
+    (``tls_cert`` + ``tls_key``, for mTLS) turn TLS on. A bearer ``token`` (or
+    ``token_file``, re-read when it changes) rides on TLS, or on gRPC local
+    credentials when the target is loopback or a Unix socket; gRPC refuses to
+    send it in clear elsewhere, so this raises ValueError instead.
+    """
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("tls_cert and tls_key must be given together")
+    call: grpc.CallCredentials | None = None
+    if token:
+        call = grpc.access_token_call_credentials(token.strip())
+    elif token_file:
+        call = grpc.metadata_call_credentials(_TokenFile(token_file), name="baselined-token")
+    if tls_ca or tls_cert:
+        channel = grpc.ssl_channel_credentials(
+            root_certificates=_read_file(tls_ca, "tls_ca") if tls_ca else None,
+            private_key=_read_file(tls_key, "tls_key") if tls_key else None,
+            certificate_chain=_read_file(tls_cert, "tls_cert") if tls_cert else None,
+        )
+    elif call is not None:
+        if target.startswith(("unix:", "unix-abstract:")):
+            channel = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
+        elif _loopback(target):
+            channel = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        else:
+            raise ValueError(
+                f"a token is only sent over TLS to {target}: set tls_ca (--tls-ca,"
+                " BASELINED_TLS_CA) to the CA of the sidecar's certificate"
+            )
+    else:
+        return None
+    return channel if call is None else grpc.composite_channel_credentials(channel, call)
+
+
+def _loopback(target: str) -> bool:
+    host = target.removeprefix("dns:///").removeprefix("ipv4:").removeprefix("ipv6:")
+    host = host.rpartition(":")[0].strip("[]") if ":" in host else host
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def open_channel(
+    target: str,
+    credentials: grpc.ChannelCredentials | None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.Channel:
+    """A secure channel with ``credentials``, or an insecure one when they are None."""
+    if credentials is None:
+        return grpc.insecure_channel(target, options=list(options))
+    return grpc.secure_channel(target, credentials, options=list(options))
+
+
 class Client:
     """Query and govern baselines and live windows over gRPC.
 
     ``target`` is ``host:port`` or ``unix:/path``; ``timeout`` the deadline of
-    each call in seconds. Every method returns the protobuf message of the
-    answer and raises :class:`ClientError` when the call fails.
+    each call in seconds. ``token`` / ``token_file`` send a bearer token;
+    ``tls_ca``, ``tls_cert`` and ``tls_key`` turn on TLS and mTLS (see
+    :func:`channel_credentials`). Every method returns the protobuf message of
+    the answer and raises :class:`ClientError` when the call fails.
     """
 
     def __init__(
@@ -44,6 +143,11 @@ class Client:
         *,
         timeout: float = 10.0,
         channel: grpc.Channel | None = None,
+        token: str | None = None,
+        token_file: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         if not target and channel is None:
             raise ValueError("target must not be empty")
@@ -52,7 +156,17 @@ class Client:
         self.target = target
         self.timeout = timeout
         self._own_channel = channel is None
-        self._channel = channel if channel is not None else grpc.insecure_channel(target)
+        if channel is None:
+            credentials = channel_credentials(
+                target,
+                token=token,
+                token_file=token_file,
+                tls_ca=tls_ca,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+            )
+            channel = open_channel(target, credentials)
+        self._channel = channel
         self._stub: Any = pb_grpc.BaselinesStub(self._channel)  # type: ignore[no-untyped-call]
         self._alerts: Any = pb_grpc.AlertsStub(self._channel)  # type: ignore[no-untyped-call]
         self._events: Any = pb_grpc.EventsStub(self._channel)  # type: ignore[no-untyped-call]
@@ -255,6 +369,84 @@ class Client:
             limit=limit,
         )
         return self._call("ListEvents", request, pb.ListEventsResponse, self._events)
+
+    # -- baselines across environments (Governance service) ----------------------------
+
+    def _transfer(self) -> Any:
+        return pb_grpc.GovernanceStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def export_baseline(self, baseline_id: str) -> bytes:
+        """The export file of a baseline: self-describing JSON with a content hash."""
+        request = pb.ExportBaselineRequest(id=baseline_id)
+        response = self._call("ExportBaseline", request, pb.BaselineFile, self._transfer())
+        return response.content
+
+    def import_baseline(
+        self,
+        content: bytes,
+        *,
+        environment: str = "",
+        name: str = "",
+        reason: str = "",
+        actor: str = "",
+    ) -> pb.Baseline:
+        """Verify an export file and store it as a new candidate baseline (empty
+        ``environment`` / ``name``: the file's)."""
+        request = pb.ImportBaselineRequest(
+            content=content, environment=environment, name=name, reason=reason, actor=actor
+        )
+        return self._call("ImportBaseline", request, pb.Baseline, self._transfer())
+
+    def diff_baselines(
+        self, a: str, b: str, *, quantiles: Sequence[float] = ()
+    ) -> pb.DiffBaselinesResponse:
+        """Baseline ``b`` compared with baseline ``a``, series by series, every effect."""
+        request = pb.DiffBaselinesRequest(a=a, b=b, quantiles=list(quantiles))
+        return self._call("DiffBaselines", request, pb.DiffBaselinesResponse, self._transfer())
+
+    # -- policies, four-eyes approvals, audit verification (Governance service) ----------
+
+    def _gov(self) -> Any:
+        return pb_grpc.GovernanceStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def get_policy(self, model: str, environment: str) -> pb.Policy:
+        """The policy of (model, environment): four-eyes promotion and owners."""
+        request = pb.GetPolicyRequest(model=model, environment=environment)
+        return self._call("GetPolicy", request, pb.Policy, self._gov())
+
+    def set_policy(
+        self,
+        model: str,
+        environment: str,
+        *,
+        four_eyes: bool,
+        owners: Sequence[str] = (),
+        reason: str = "",
+        actor: str = "",
+    ) -> pb.Policy:
+        """Replace the policy of (model, environment) (audited)."""
+        policy = pb.Policy(
+            model=model, environment=environment, four_eyes=four_eyes, owners=list(owners)
+        )
+        request = pb.SetPolicyRequest(policy=policy, reason=reason, actor=actor)
+        return self._call("SetPolicy", request, pb.Policy, self._gov())
+
+    def pending(self, model: str = "", environment: str = "") -> pb.ListPendingResponse:
+        """Promotions waiting for a second admin's approval, oldest first."""
+        request = pb.ListPendingRequest(model=model, environment=environment)
+        return self._call("ListPending", request, pb.ListPendingResponse, self._gov())
+
+    def approve(self, baseline_id: str, *, reason: str = "", actor: str = "") -> pb.Baseline:
+        """Approve (and so activate) a candidate; refused for the admin who froze
+        it or asked to promote it."""
+        request = pb.ApproveBaselineRequest(id=baseline_id, reason=reason, actor=actor)
+        return self._call("ApproveBaseline", request, pb.Baseline, self._gov())
+
+    def verify_audit(self, model: str = "", environment: str = "") -> pb.VerifyAuditResponse:
+        """Check the audit hash chains (of one model, or all); ``ok`` false names
+        the first edited, deleted or reordered record."""
+        request = pb.VerifyAuditRequest(model=model, environment=environment)
+        return self._call("VerifyAudit", request, pb.VerifyAuditResponse, self._gov())
 
     def close(self) -> None:
         """Close the channel (when the client opened it)."""

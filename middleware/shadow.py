@@ -21,6 +21,11 @@ batch_size      ``BASELINED_SHADOW_BATCH_SIZE``       512
 flush_interval  ``BASELINED_SHADOW_FLUSH_INTERVAL``   1.0
 queue_batches   ``BASELINED_SHADOW_QUEUE_BATCHES``    64
 max_signals     ``BASELINED_SHADOW_MAX_SIGNALS``      256
+token           ``BASELINED_TOKEN``            "" (no token)
+token_file      ``BASELINED_TOKEN_FILE``       "" (re-read on change)
+tls_ca          ``BASELINED_TLS_CA``           "" (TLS off)
+tls_cert        ``BASELINED_CLIENT_CERT``      "" (mTLS client cert)
+tls_key         ``BASELINED_CLIENT_KEY``       ""
 =============== ============================== ====================
 """
 
@@ -215,6 +220,11 @@ class Shadow:
         environ: Mapping[str, str] | None = None,
         atexit: bool = True,
         channel_options: Sequence[tuple[str, Any]] = (),
+        token: str | None = None,
+        token_file: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.model: str = _setting("model", model, env, "BASELINED_MODEL", None, _text(True))
@@ -276,6 +286,9 @@ class Shadow:
             "response_timeout": response_timeout,
             "backoff": backoff,
             "channel_options": tuple(channel_options),
+            "credentials": _credentials(
+                self.target, env, token, token_file, tls_ca, tls_cert, tls_key
+            ),
         }
         # Kept across fork: the integrations that report here live on in the child.
         self._drop_sources: list[Callable[[], Mapping[str, int]]] = []
@@ -774,6 +787,31 @@ def _wrap_async(
         return await measured(args, kwargs, rid, decided)
 
     return wrapper
+
+
+def _credentials(
+    target: str,
+    env: Mapping[str, str],
+    token: str | None,
+    token_file: str | None,
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> Any:
+    """Channel credentials from arguments, then BASELINED_TOKEN... (None: plaintext)."""
+    from middleware.client import channel_credentials
+
+    def pick(value: str | None, name: str) -> str | None:
+        return value if value is not None else (env.get(name) or None)
+
+    return channel_credentials(
+        target,
+        token=pick(token, "BASELINED_TOKEN"),
+        token_file=pick(token_file, "BASELINED_TOKEN_FILE"),
+        tls_ca=pick(tls_ca, "BASELINED_TLS_CA"),
+        tls_cert=pick(tls_cert, "BASELINED_CLIENT_CERT"),
+        tls_key=pick(tls_key, "BASELINED_CLIENT_KEY"),
+    )
 
 
 def shadow(

@@ -153,8 +153,10 @@ class Shipper:
         log: RateLimitedLog | None = None,
         clock: Callable[[], float] = time.monotonic,
         dropped: Callable[[], Mapping[str, int]] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._recorder = recorder
+        self._credentials = credentials  # TLS and/or a bearer token: middleware.client
         self._dropped = dropped
         self._target = target
         self._template = template
@@ -331,7 +333,10 @@ class Shipper:
                 ("grpc.initial_reconnect_backoff_ms", max(1, int(self._backoff.initial * 1000))),
                 *self._channel_options,
             ]
-            self._channel = grpc.insecure_channel(self._target, options=options)
+            if self._credentials is not None:
+                self._channel = grpc.secure_channel(self._target, self._credentials, options)
+            else:
+                self._channel = grpc.insecure_channel(self._target, options=options)
             # Batches are encoded to bytes by _encode, so no request serializer.
             self._stub = self._channel.stream_unary(
                 INGEST_METHOD,

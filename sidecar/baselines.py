@@ -14,6 +14,14 @@ Policy:
   pointer's history and back to candidate. Promoting a retired baseline is
   refused. Promoting the baseline that is already active is an idempotent
   no-op: it changes nothing and writes no audit entry.
+- With the four-eyes policy of (model, environment) on
+  (``Store.get_policy``), ``promote`` does not activate: it records a pending
+  approval (audit action ``promote_requested``) and returns the baseline, still
+  a candidate. ``approve`` activates a candidate (audit action ``approve``,
+  naming who froze, who asked and who approved); it is refused when the
+  approving actor froze the baseline or asked for its promotion, and for a
+  retired baseline. ``approve`` works without a prior request too, and with
+  four-eyes off (the same rule applies).
 - ``rollback`` makes the last history entry active again and pops it from the
   history; the baseline it replaces becomes a candidate (it is not pushed onto
   the history, so repeated roll backs walk further back instead of toggling).
@@ -40,7 +48,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sidecar.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidInput, NotFound
 from sidecar.records import (
@@ -49,6 +57,7 @@ from sidecar.records import (
     AuditEntry,
     BaselineRecord,
     Kind,
+    PendingApproval,
     PointerState,
     SeriesId,
     Status,
@@ -322,10 +331,87 @@ class BaselineManager:
         """Make a baseline the active one of its (model, environment).
 
         The previously active baseline goes onto the history (for roll back)
-        and back to candidate. Promoting the active baseline is a no-op.
-        Raises NotFound, FailedPrecondition (retired).
+        and back to candidate. Promoting the active baseline is a no-op. With
+        the four-eyes policy on, it records a pending approval instead and
+        returns the baseline still a candidate. Raises NotFound,
+        FailedPrecondition (retired).
         """
         _require(baseline_id, "baseline id")
+        record = self._store.get_baseline(baseline_id)
+        if (
+            record.status == Status.CANDIDATE
+            and self._store.get_policy(record.model, record.environment).four_eyes
+        ):
+            return self._request_approval(record, reason, actor)
+        return self._activate(baseline_id, reason, actor, "promote", {})
+
+    def _request_approval(self, record: BaselineRecord, reason: str, actor: str) -> BaselineRecord:
+        """Four-eyes: record a pending approval (audited) instead of activating."""
+        now = self._clock()
+        actor = actor or "anonymous"
+        pending = PendingApproval(
+            baseline_id=record.id,
+            model=record.model,
+            environment=record.environment,
+            requested_by=actor,
+            requested_at=now,
+            reason=reason,
+        )
+        audit = AuditDraft(
+            time=now,
+            actor=actor,
+            action="promote_requested",
+            model=record.model,
+            environment=record.environment,
+            target=record.id,
+            reason=reason,
+            before={"status": record.status.value},
+            after={"status": record.status.value, "pending": True, "frozen_by": record.created_by},
+        )
+        self._store.put_pending(pending, audit)
+        return record
+
+    def approve(self, baseline_id: str, reason: str, actor: str) -> BaselineRecord:
+        """Activate a candidate on behalf of a second admin (four-eyes).
+
+        Refused (FailedPrecondition naming the rule) when ``actor`` froze the
+        baseline or asked for its promotion, or when it is retired. Approving
+        the active baseline is a no-op. Raises NotFound.
+        """
+        _require(baseline_id, "baseline id")
+        actor = actor or "anonymous"
+        record = self._store.get_baseline(baseline_id)
+        if record.status == Status.RETIRED:
+            raise FailedPrecondition(
+                f"baseline {baseline_id} ({record.name}) is retired and cannot be approved;"
+                " freeze a new baseline instead"
+            )
+        if actor == record.created_by:
+            raise FailedPrecondition(
+                f"four-eyes rule: {actor} froze baseline {baseline_id} and cannot approve it;"
+                " another admin must approve"
+            )
+        requests = [
+            p
+            for p in self._store.list_pending(record.model, record.environment)
+            if p.baseline_id == baseline_id
+        ]
+        requested_by = requests[0].requested_by if requests else ""
+        if actor == requested_by:
+            raise FailedPrecondition(
+                f"four-eyes rule: {actor} asked to promote baseline {baseline_id} and cannot"
+                " approve it; another admin must approve"
+            )
+        extra = {"approved_by": actor, "frozen_by": record.created_by, "requested_by": requested_by}
+        done = self._activate(baseline_id, reason, actor, "approve", extra)
+        if requests:
+            self._store.delete_pending(record.model, baseline_id)
+        return done
+
+    def _activate(
+        self, baseline_id: str, reason: str, actor: str, action: str, extra: Mapping[str, Any]
+    ) -> BaselineRecord:
+        """Move the pointer to ``baseline_id`` (compare-and-set, retried), audited as ``action``."""
         for _ in range(_CAS_ATTEMPTS):
             record = self._store.get_baseline(baseline_id)
             if record.status == Status.RETIRED:
@@ -347,11 +433,12 @@ class BaselineManager:
                 active=baseline_id,
                 history=history[-_MAX_HISTORY:],
                 changes=changes,
-                action="promote",
+                action=action,
                 reason=reason,
                 actor=actor,
                 before_status=record.status,
                 after_status=Status.ACTIVE,
+                extra=extra,
             ):
                 return dataclasses.replace(record, status=Status.ACTIVE)
         raise _gave_up(record.model, record.environment)
@@ -420,6 +507,7 @@ class BaselineManager:
                 before_status=record.status,
                 after_status=Status.RETIRED,
             ):
+                self._store.delete_pending(record.model, baseline_id)  # nothing left to approve
                 return dataclasses.replace(record, status=Status.RETIRED)
         raise _gave_up(record.model, record.environment)
 
@@ -436,6 +524,7 @@ class BaselineManager:
         actor: str,
         before_status: Status,
         after_status: Status,
+        extra: Mapping[str, Any] | None = None,
     ) -> bool:
         """One compare-and-set of the pointer with its audit entry; False when it lost a race."""
         audit = AuditDraft(
@@ -447,7 +536,7 @@ class BaselineManager:
             target=record.id,
             reason=reason,
             before={"active": pointer.active, "status": before_status.value},
-            after={"active": active, "status": after_status.value},
+            after={"active": active, "status": after_status.value, **(extra or {})},
         )
         try:
             self._store.cas_pointer(

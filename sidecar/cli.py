@@ -2,7 +2,8 @@
 
 ``baselined serve`` runs the sidecar. Every other command talks to a running
 sidecar over gRPC (``--target``, ``BASELINED_TARGET``, default
-``127.0.0.1:50051``): ``baselines freeze|list|show|active|promote|rollback|retire|audit``,
+``127.0.0.1:50051``): ``baselines freeze|list|show|active|promote|rollback|retire|audit|approve|pending``,
+``policy show|set``, ``audit list|verify``,
 ``windows show``, ``alerts list|watch``, ``events add|list`` and ``compare``. Read commands print a table, or JSON with ``--json``.
 ``baselined demo`` runs the end-to-end demo.
 
@@ -106,8 +107,37 @@ def _target_flags(parser: argparse.ArgumentParser, *, read: bool) -> None:
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the sidecar (default 30)"
     )
+    _credential_flags(parser)
     if read:
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _credential_flags(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    group = parser.add_argument_group("credentials (docs/security.md)")
+    group.add_argument(
+        "--token", default=env("BASELINED_TOKEN"), help="bearer token (env BASELINED_TOKEN)"
+    )
+    group.add_argument(
+        "--token-file",
+        default=env("BASELINED_TOKEN_FILE"),
+        help="file holding the bearer token (env BASELINED_TOKEN_FILE)",
+    )
+    group.add_argument(
+        "--tls-ca",
+        default=env("BASELINED_TLS_CA"),
+        help="PEM CA of the sidecar's certificate; turns TLS on (env BASELINED_TLS_CA)",
+    )
+    group.add_argument(
+        "--tls-cert",
+        default=env("BASELINED_CLIENT_CERT"),
+        help="PEM client certificate for mTLS (env BASELINED_CLIENT_CERT)",
+    )
+    group.add_argument(
+        "--tls-key",
+        default=env("BASELINED_CLIENT_KEY"),
+        help="PEM key of --tls-cert (env BASELINED_CLIENT_KEY)",
+    )
 
 
 def _model_flags(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -163,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", help="TOML config file (env BASELINED_CONFIG)")
     _add_settings_flags(serve)
+    serve.add_argument(
+        "--insecure-open",
+        dest="allow_open",
+        action="store_const",
+        const=True,
+        help="same as --allow-open: serve without authentication off loopback",
+    )
+    _auth_parser(commands)
 
     baselines = commands.add_parser("baselines", help="freeze, inspect and govern baselines")
     bcmd = baselines.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
@@ -225,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=100, help="newest entries to show (default 100)"
     )
     _target_flags(audit, read=True)
+    _transfer_parsers(bcmd)
 
     windows = commands.add_parser("windows", help="inspect live windows")
     wcmd = windows.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
@@ -273,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _replay_parser(commands)
     _events_parser(commands)
+    _governance_parsers(commands, bcmd)
     return parser
 
 
@@ -331,6 +371,29 @@ def _events_parser(commands: Any) -> None:
     )  # fmt: skip
     elist.add_argument("--limit", type=int, default=100, help="newest events to show (default 100)")
     _target_flags(elist, read=True)
+
+
+def _auth_parser(commands: Any) -> None:
+    auth = commands.add_parser("auth", help="helpers for principals and tokens")
+    acmd = auth.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    acmd.add_parser(
+        "hash-token",
+        help="print the token_sha256 of a token read from stdin",
+        description="Reads one token from stdin (not the command line: it would stay in the "
+        "shell history) and prints the hex SHA-256 to put in the principals file.",
+    )
+
+
+def _cmd_auth_hash_token(args: argparse.Namespace) -> int:
+    from sidecar.auth import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise _UsageError(
+            'no token on stdin (for example: printf %s "$TOKEN" | baselined auth hash-token)'
+        )
+    print(hash_token(token))
+    return EXIT_OK
 
 
 def _replay_parser(commands: Any) -> None:
@@ -486,7 +549,20 @@ def _series_table(series: Sequence[pb.SeriesSummary], levels: Sequence[float]) -
 def _client(args: argparse.Namespace) -> Any:
     from middleware import Client
 
-    return Client(args.target, timeout=args.timeout)
+    if args.token and args.token_file:
+        raise _UsageError("give either --token or --token-file, not both")
+    try:
+        return Client(
+            args.target,
+            timeout=args.timeout,
+            token=args.token or None,
+            token_file=args.token_file or None,
+            tls_ca=args.tls_ca or None,
+            tls_cert=args.tls_cert or None,
+            tls_key=args.tls_key or None,
+        )
+    except ValueError as err:
+        raise _UsageError(str(err)) from None
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -584,6 +660,12 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         baseline = client.promote(args.id, reason=args.reason, actor=args.actor)
     if args.json:
         _print_json(baseline)
+    elif baseline.status != pb.BASELINE_STATUS_ACTIVE:  # four-eyes: waits for a second admin
+        print(
+            f"{baseline.id} ({baseline.name}) waits for approval by another admin"
+            f" (four-eyes policy of {baseline.model}/{baseline.environment}):"
+            f" baselined baselines approve {baseline.id} --reason ..."
+        )
     else:
         print(
             f"{baseline.id} ({baseline.name}) is now active for {baseline.model}/{baseline.environment}"
@@ -958,6 +1040,298 @@ def _cmd_events_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- baselines export / import / diff --------------------------------------------
+
+
+def _transfer_parsers(bcmd: Any) -> None:
+    export = bcmd.add_parser(
+        "export",
+        help="write a baseline to a self-describing file (format version, provenance, states, hash)",
+        description="Export a baseline as a JSON file with a content hash (docs/governance.md); "
+        "'baselines import' verifies it and stores it as a candidate in another environment or store.",
+    )
+    export.add_argument("id", help="baseline id (see 'baselines list')")
+    export.add_argument("--out", "-o", help="file to write (default: standard output)")
+    _target_flags(export, read=False)
+
+    imp = bcmd.add_parser(
+        "import",
+        help="verify an exported baseline file and store it as a new candidate (audited)",
+        description="Refuses a file whose content hash does not match, of an unknown format "
+        "version, or malformed; nothing is stored then.",
+    )
+    imp.add_argument("file", help="exported baseline file ('-': standard input)")
+    imp.add_argument("--environment", "-e", default="", help="environment (default: the file's)")
+    imp.add_argument("--name", "-n", default="", help="baseline name (default: the file's)")
+    _actor_flags(imp, reason_required=False)
+    _target_flags(imp, read=True)
+
+    diff = bcmd.add_parser(
+        "diff",
+        help="compare baseline B with baseline A series by series (effects, tiers)",
+        description="Every effect of every shared series of B against A (the reference), with "
+        "confidence bounds and the tier it clears, plus the series only one of them holds.",
+    )
+    diff.add_argument("a", help="reference baseline id")
+    diff.add_argument("b", help="baseline id compared with A")
+    diff.add_argument(
+        "--effects", action="store_true", help="print every effect of every series, not only tiers"
+    )
+    _target_flags(diff, read=True)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        content = client.export_baseline(args.id)
+    if not args.out or args.out == "-":
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        with open(args.out, "wb") as handle:
+            handle.write(content)
+    except OSError as err:
+        raise _UsageError(f"cannot write {args.out}: {err.strerror}") from err
+    print(f"exported {args.id} to {args.out} ({len(content)} bytes)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    try:
+        if args.file == "-":
+            content = sys.stdin.buffer.read()
+        else:
+            with open(args.file, "rb") as handle:
+                content = handle.read()
+    except OSError as err:
+        raise _UsageError(f"cannot read {args.file}: {err.strerror}") from err
+    with _client(args) as client:
+        baseline = client.import_baseline(
+            content,
+            environment=args.environment,
+            name=args.name,
+            reason=args.reason,
+            actor=args.actor,
+        )
+    if args.json:
+        _print_json(baseline)
+    else:
+        print(f"imported as candidate {baseline.id}")
+        _print_baseline(baseline)
+    return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.diff_baselines(args.a, args.b)
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    flagged = [f for f in result.findings if f.severity != pb.SEVERITY_UNSPECIFIED]
+    print(f"diff {result.b} against {result.a}")
+    print(
+        f"  {len(result.findings)} shared series, {len(flagged)} beyond a guardrail; "
+        f"{len(result.only_in_a)} only in {result.a}, {len(result.only_in_b)} only in {result.b}"
+    )
+    for label, names in ((result.a, result.only_in_a), (result.b, result.only_in_b)):
+        for name in names:
+            print(f"  only in {label}: {name}")
+    if not flagged and not result.only_in_a and not result.only_in_b:
+        print("no differences beyond the guardrails")
+    for finding in result.findings if args.effects else flagged:
+        fired = [e for e in finding.effects if e.severity != pb.SEVERITY_UNSPECIFIED]
+        print()
+        print(
+            f"{_series_name(finding)} ({_kind(finding.kind)})  A n={finding.baseline_count}"
+            f"  B n={finding.live_count}  tier: {_severity(finding.severity)}"
+        )
+        if args.effects and finding.effects:
+            print(_effects_table(finding))
+        elif fired:
+            shown = pb.SeriesFinding(effects=fired)
+            print(_effects_table(shown))
+    return EXIT_OK
+
+
+# -- governance: four-eyes approvals, policies, the audit log ----------------------
+
+
+def _governance_parsers(commands: Any, bcmd: Any) -> None:
+    approve = bcmd.add_parser(
+        "approve",
+        help="approve a candidate: it becomes active (four-eyes; audited)",
+        description="Activates the baseline on behalf of a second admin. Refused when you "
+        "froze the baseline or asked to promote it, and for a retired baseline.",
+    )
+    approve.add_argument("id")
+    _actor_flags(approve, reason_required=True)
+    _target_flags(approve, read=True)
+    pending = bcmd.add_parser("pending", help="list promotions waiting for approval")
+    _model_flags(pending, required=False)
+    _target_flags(pending, read=True)
+
+    policy = commands.add_parser("policy", help="show or set a model's four-eyes policy and owners")
+    pcmd = policy.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    show = pcmd.add_parser("show", help="show the policy of a model and environment")
+    _model_flags(show)
+    _target_flags(show, read=True)
+    pset = pcmd.add_parser(
+        "set",
+        help="set the policy of a model and environment (audited)",
+        description="Flags left out keep their current value; --owner replaces the owners "
+        "(give --no-owners to clear them).",
+    )
+    _model_flags(pset)
+    pset.add_argument(
+        "--four-eyes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="promotions need a second admin's approval",
+    )
+    pset.add_argument(
+        "--owner",
+        dest="owners",
+        action="append",
+        default=None,
+        help="owner: principal or team (repeatable)",
+    )
+    pset.add_argument("--no-owners", action="store_true", help="remove every owner")
+    _actor_flags(pset, reason_required=False)
+    _target_flags(pset, read=True)
+
+    audit = commands.add_parser("audit", help="list and verify the tamper-evident audit log")
+    acmd = audit.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    alist = acmd.add_parser("list", help="list audit entries, oldest first")
+    _model_flags(alist, required=False)
+    alist.add_argument(
+        "--limit", type=int, default=100, help="newest entries to show (default 100)"
+    )
+    _target_flags(alist, read=True)
+    verify = acmd.add_parser(
+        "verify",
+        help="check the audit hash chains; exit 1 naming the first bad record",
+        description="Detects an edited, deleted or reordered audit record and says where.",
+    )
+    verify.add_argument("--model", "-m", help="only the chain holding this model")
+    _target_flags(verify, read=True)
+
+
+def _cmd_approve(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        baseline = client.approve(args.id, reason=args.reason, actor=args.actor)
+    if args.json:
+        _print_json(baseline)
+    else:
+        print(
+            f"approved: {baseline.id} ({baseline.name}) is now active for"
+            f" {baseline.model}/{baseline.environment}"
+        )
+    return EXIT_OK
+
+
+def _cmd_pending(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.pending(model=args.model or "", environment=args.environment or "")
+    if args.json:
+        _print_json(response)
+        return EXIT_OK
+    if not response.pending:
+        print("no promotions wait for approval")
+        return EXIT_OK
+    rows = [
+        [
+            p.baseline_id,
+            f"{p.model}/{p.environment}",
+            p.requested_by,
+            _fmt_time(p.requested_at),
+            p.reason,
+        ]
+        for p in response.pending
+    ]
+    print(_table(["baseline", "model/env", "requested by", "requested", "reason"], rows))
+    return EXIT_OK
+
+
+def _print_policy(policy: pb.Policy) -> None:
+    print(f"policy of {policy.model}/{policy.environment}")
+    print(f"  four-eyes: {'on' if policy.four_eyes else 'off'}")
+    print(f"  owners:    {', '.join(policy.owners) or '-'}")
+
+
+def _cmd_policy_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        policy = client.get_policy(args.model, args.environment)
+    if args.json:
+        _print_json(policy)
+    else:
+        _print_policy(policy)
+    return EXIT_OK
+
+
+def _cmd_policy_set(args: argparse.Namespace) -> int:
+    if args.no_owners and args.owners:
+        raise _UsageError("give either --owner or --no-owners, not both")
+    with _client(args) as client:
+        current = client.get_policy(args.model, args.environment)
+        four_eyes = current.four_eyes if args.four_eyes is None else args.four_eyes
+        owners = list(current.owners) if args.owners is None else args.owners
+        policy = client.set_policy(
+            args.model,
+            args.environment,
+            four_eyes=four_eyes,
+            owners=[] if args.no_owners else owners,
+            reason=args.reason,
+            actor=args.actor,
+        )
+    if args.json:
+        _print_json(policy)
+    else:
+        _print_policy(policy)
+    return EXIT_OK
+
+
+def _cmd_audit_list(args: argparse.Namespace) -> int:
+    if args.limit <= 0:
+        raise _UsageError("--limit must be greater than 0")
+    with _client(args) as client:
+        response = client.audit(
+            model=args.model or "", environment=args.environment or "", limit=args.limit
+        )
+    if args.json:
+        _print_json(response)
+        return EXIT_OK
+    if not response.entries:
+        print("no audit entries")
+        return EXIT_OK
+    rows = [
+        [
+            str(e.seq),
+            _fmt_time(e.time),
+            e.actor,
+            e.action,
+            f"{e.model}/{e.environment}" if e.model else "-",
+            e.target,
+            e.reason,
+            e.hash[:12] or "-",
+        ]
+        for e in response.entries
+    ]
+    print(_table(["seq", "time", "actor", "action", "model/env", "target", "reason", "hash"], rows))
+    return EXIT_OK
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.verify_audit(model=args.model or "")
+    if args.json:
+        _print_json(result)
+    elif result.ok:
+        print(f"audit log verified: {result.checked} entries, every hash chain intact")
+    else:
+        print(f"baselined: audit log BROKEN: {result.problem}", file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_REFUSED
+
+
 _COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("serve", None): _cmd_serve,
     ("replay", None): _cmd_replay,
@@ -976,6 +1350,16 @@ _COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("compare", None): _cmd_compare,
     ("events", "add"): _cmd_events_add,
     ("events", "list"): _cmd_events_list,
+    ("baselines", "approve"): _cmd_approve,
+    ("baselines", "pending"): _cmd_pending,
+    ("policy", "show"): _cmd_policy_show,
+    ("policy", "set"): _cmd_policy_set,
+    ("audit", "list"): _cmd_audit_list,
+    ("audit", "verify"): _cmd_audit_verify,
+    ("auth", "hash-token"): _cmd_auth_hash_token,
+    ("baselines", "export"): _cmd_export,
+    ("baselines", "import"): _cmd_import,
+    ("baselines", "diff"): _cmd_diff,
 }
 
 

@@ -20,10 +20,19 @@ from baselined.v1 import baselined_pb2 as pb
 
 from sidecar.baselines import BaselineView, WindowView
 from sidecar.errors import InvalidInput
-from sidecar.records import AuditEntry, BaselineRecord, SeriesId, Status, Summary
+from sidecar.records import (
+    AuditEntry,
+    BaselineRecord,
+    PendingApproval,
+    Policy,
+    SeriesId,
+    Status,
+    Summary,
+)
 
 if TYPE_CHECKING:  # the comparison modules are heavy; only the servicers need them at run time
     from sidecar.alerts import Alert
+    from sidecar.audit import VerifyResult
     from sidecar.compare import ComparisonResult, SeriesFinding
     from sidecar.guardrails import Tier
     from sidecar.stats.effects import Effect
@@ -35,11 +44,14 @@ __all__ = [
     "comparison_to_pb",
     "effect_to_pb",
     "finding_to_pb",
+    "pending_to_pb",
+    "policy_to_pb",
     "record_to_pb",
     "series_to_pb",
     "severity_to_pb",
     "status_from_pb",
     "status_to_pb",
+    "verify_to_pb",
     "window_view_to_pb",
 ]
 
@@ -148,6 +160,41 @@ def audit_to_pb(entry: AuditEntry) -> pb.AuditEntry:
         reason=entry.reason,
         before=json.dumps(dict(entry.before), sort_keys=True, separators=(",", ":")),
         after=json.dumps(dict(entry.after), sort_keys=True, separators=(",", ":")),
+        prev_hash=entry.prev_hash,
+        hash=entry.hash,
+    )
+
+
+def policy_to_pb(policy: Policy) -> pb.Policy:
+    """A ``Policy`` message."""
+    return pb.Policy(
+        model=policy.model,
+        environment=policy.environment,
+        four_eyes=policy.four_eyes,
+        owners=list(policy.owners),
+    )
+
+
+def pending_to_pb(pending: PendingApproval) -> pb.PendingApproval:
+    """A ``PendingApproval`` message."""
+    return pb.PendingApproval(
+        baseline_id=pending.baseline_id,
+        model=pending.model,
+        environment=pending.environment,
+        requested_by=pending.requested_by,
+        requested_at=pending.requested_at,
+        reason=pending.reason,
+    )
+
+
+def verify_to_pb(result: VerifyResult) -> pb.VerifyAuditResponse:
+    """A ``VerifyAuditResponse`` of an audit verification."""
+    return pb.VerifyAuditResponse(
+        ok=result.ok,
+        checked=result.checked,
+        problem=result.problem,
+        bad_seq=result.bad_seq,
+        bad_model=result.bad_model,
     )
 
 

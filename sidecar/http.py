@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -154,7 +155,7 @@ def _split(address: str) -> tuple[str, int]:
 class HttpListener:
     """Serves :func:`build_app` on ``address`` (``host:port``; port 0 picks a
     free one, see :attr:`port`). ``pair_sweep`` is how often unpaired KServe
-    events past their TTL are ingested."""
+    events past their TTL are ingested; ``ssl_context`` serves HTTPS."""
 
     def __init__(
         self,
@@ -167,8 +168,10 @@ class HttpListener:
         pair_sweep: float = 1.0,
         events: EventLog | None = None,
         shutdown_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._host, self._requested_port = _split(address)
+        self._ssl_context = ssl_context  # HTTPS (mTLS) when set: sidecar.tls.TlsFiles
         self._kserve = kserve
         self._stopping_flag = False
         outer = stopping
@@ -206,7 +209,13 @@ class HttpListener:
         """Bind and serve; raises ListenError when the address cannot be bound."""
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self._shutdown_timeout)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._requested_port, reuse_port=False)
+        site = web.TCPSite(
+            runner,
+            self._host,
+            self._requested_port,
+            reuse_port=False,
+            ssl_context=self._ssl_context,
+        )
         try:
             await site.start()
         except OSError as err:

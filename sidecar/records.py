@@ -7,6 +7,8 @@ All are frozen dataclasses; stores persist them as JSON (``to_json`` /
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -22,7 +24,9 @@ __all__ = [
     "EventRecord",
     "Kind",
     "Partial",
+    "PendingApproval",
     "PointerState",
+    "Policy",
     "SeriesId",
     "Status",
     "Summary",
@@ -166,7 +170,14 @@ class AuditDraft:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """A stored audit entry; ``seq`` increases in the order entries were appended."""
+    """A stored audit entry; ``seq`` increases in the order entries were appended.
+
+    ``prev_hash`` is the ``hash`` of the previous entry of the same chain (one
+    chain per SQLite store, one per model on Redis; "" for the first entry),
+    ``hash`` the sha256 (hex) of this entry's canonical content
+    (:meth:`content_hash`), ``prev_hash`` and ``seq`` included. Entries written
+    before hash chaining existed have both empty.
+    """
 
     seq: int
     time: float
@@ -178,20 +189,94 @@ class AuditEntry:
     reason: str
     before: Mapping[str, Any] = field(default_factory=dict)
     after: Mapping[str, Any] = field(default_factory=dict)
+    prev_hash: str = ""
+    hash: str = ""
 
     @classmethod
-    def from_draft(cls, seq: int, draft: AuditDraft) -> AuditEntry:
-        return cls(seq=seq, **{k: getattr(draft, k) for k in AuditDraft.__dataclass_fields__})
+    def from_draft(cls, seq: int, draft: AuditDraft, prev_hash: str | None = None) -> AuditEntry:
+        """The entry numbered ``seq``; with ``prev_hash`` (chained), also sealed with its hash."""
+        entry = cls(seq=seq, **{k: getattr(draft, k) for k in AuditDraft.__dataclass_fields__})
+        if prev_hash is None:
+            return entry
+        entry = dataclasses.replace(entry, prev_hash=prev_hash)
+        return dataclasses.replace(entry, hash=entry.content_hash())
 
-    def to_json(self) -> str:
+    def content_hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of every field but ``hash``.
+
+        >>> e = AuditEntry(1, 0.0, "alice", "freeze", "m", "e", "b-1", "why")
+        >>> e.content_hash() == AuditEntry.from_json(e.to_json()).content_hash()
+        True
+        """
+        data = self._data()
+        del data["hash"]
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _data(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data["before"] = dict(self.before)
         data["after"] = dict(self.after)
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+        data["time"] = float(self.time)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self._data(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AuditEntry:
-        return cls(**json.loads(text))
+        data: dict[str, Any] = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Governance of one (model, environment): four-eyes promotion and owners.
+
+    With ``four_eyes`` a promotion becomes active only after an admin other than
+    the one who froze (and the one who asked to promote) approves it.
+    ``owners`` are principals or teams, shown in alerts.
+    """
+
+    model: str
+    environment: str
+    four_eyes: bool = False
+    owners: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["owners"] = list(self.owners)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Policy:
+        data: dict[str, Any] = json.loads(text)
+        data["owners"] = tuple(data.get("owners", ()))
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """A promotion waiting for a second admin (four-eyes)."""
+
+    baseline_id: str
+    model: str
+    environment: str
+    requested_by: str
+    requested_at: float
+    reason: str = ""
+
+    def to_json(self) -> str:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PendingApproval:
+        data: dict[str, Any] = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
 
 
 @dataclass(frozen=True)

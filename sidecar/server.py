@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
@@ -34,11 +35,14 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
 from sidecar.alerts import Alerter, AlertSink
+from sidecar.audit import DenialRecorder
+from sidecar.auth import AuthInterceptor, interceptor_from_settings
 from sidecar.baselines import BaselineManager
 from sidecar.compare import Comparator
 from sidecar.errors import BaselinedError, ConfigError
 from sidecar.events import EventLog
 from sidecar.events_service import EventsService
+from sidecar.governance_service import GovernanceService
 from sidecar.guardrails import Guardrails
 from sidecar.http import HttpListener
 from sidecar.kserve import KServeIngest
@@ -48,6 +52,7 @@ from sidecar.sinks.otel import comparison_span
 from sidecar.stores import open_store
 from sidecar.stores.base import Store
 from sidecar.telemetry import Telemetry
+from sidecar.tls import TlsFiles
 from sidecar.windows import Windows
 
 __all__ = ["SERVICE_NAMES", "Sidecar", "StartError", "build_sinks", "redact_url", "run"]
@@ -59,6 +64,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     pb.DESCRIPTOR.services_by_name["Baselines"].full_name,
     pb.DESCRIPTOR.services_by_name["Alerts"].full_name,
     pb.DESCRIPTOR.services_by_name["Events"].full_name,
+    pb.DESCRIPTOR.services_by_name["Governance"].full_name,
 )
 """Fully qualified names of the services the sidecar serves (health reports each)."""
 
@@ -172,6 +178,13 @@ class Sidecar:
                 check_interval=settings.check_interval or None,
             )
         )
+        # Identity and TLS before the store too: open mode off loopback fails here.
+        self.auth: AuthInterceptor | None = interceptor_from_settings(settings, clock=clock)
+        self.tls: TlsFiles | None = (
+            TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+            if settings.tls_cert
+            else None
+        )
         self.store: Store = store if store is not None else open_store(settings.store)
         self.windows = Windows(settings, self.store, clock=clock)
         self.manager = BaselineManager(
@@ -196,6 +209,14 @@ class Sidecar:
         self._tracer = tracer
         self.kserve = KServeIngest(self.windows, settings, clock=clock)
         self.events = EventLog(self.store, clock=clock, max_clock_skew=settings.max_clock_skew)
+        self._clock = clock
+        if self.auth is not None and self.auth.on_denied is None:  # refused calls are audited
+            denials = DenialRecorder(self.store, clock=clock)
+
+            def audit_denied(principal: Any, method: str, reason: str) -> None:
+                denials.record(principal.name if principal else "", method, reason)
+
+            self.auth.on_denied = audit_denied
         self.http: HttpListener | None = None  # started when settings.http_listen is set
         self._server: grpc.aio.Server | None = None
         self._health: health_aio.HealthServicer | None = None
@@ -232,12 +253,13 @@ class Sidecar:
             _TRANSPORT_SLACK, settings.max_batch_bytes // 4
         )
         server = grpc.aio.server(
+            interceptors=[self.auth] if self.auth is not None else None,
             options=[
                 ("grpc.max_receive_message_length", transport_cap),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 # Without this a second sidecar on the same port would bind quietly.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         pb_grpc.add_IngestServicer_to_server(IngestService(self.windows), server)  # type: ignore[no-untyped-call]
         pb_grpc.add_BaselinesServicer_to_server(  # type: ignore[no-untyped-call]
@@ -247,6 +269,12 @@ class Sidecar:
             AlertsService(self.alerter, self.comparator, flush=self.windows.flush), server
         )
         pb_grpc.add_EventsServicer_to_server(EventsService(self.events), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_GovernanceServicer_to_server(  # type: ignore[no-untyped-call]
+            GovernanceService(
+                self.store, self.manager, guardrails=self.guardrails, clock=self._clock
+            ),
+            server,
+        )
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         if settings.reflection:
@@ -255,7 +283,10 @@ class Sidecar:
         unix = settings.listen.startswith("unix:")
         cause = ""
         try:
-            port = server.add_insecure_port(settings.listen)
+            if self.tls is not None:
+                port = server.add_secure_port(settings.listen, self.tls.grpc_credentials())
+            else:
+                port = server.add_insecure_port(settings.listen)
         except RuntimeError as err:  # grpcio raises when nothing could be bound
             port, cause = 0, str(err)
         if cause or (port == 0 and not unix):
@@ -279,6 +310,7 @@ class Sidecar:
                 max_body=settings.max_batch_bytes,
                 stopping=self._stopping.is_set,
                 shutdown_timeout=max(settings.shutdown_grace, 0.1),
+                ssl_context=self.tls.ssl_context() if self.tls is not None else None,
             )
             try:
                 await http.start()

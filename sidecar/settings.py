@@ -240,6 +240,50 @@ class Settings:
         default=False,
         metadata={"help": "serve the sidecar's metrics in Prometheus text format on /metrics"},
     )
+    # -- identity and transport security (docs/security.md) --
+    auth_tokens_file: str = field(
+        default="",
+        metadata={
+            "help": "principals file (TOML [[principal]] or JSON lines: name, roles, token_sha256"
+            " or cert_subject, expires_at); re-read when it changes; empty = none"
+        },
+    )
+    auth_tokens: str = field(
+        default="",
+        metadata={
+            "help": "principals inline as JSON (same fields as the file), usually from"
+            " BASELINED_AUTH_TOKENS; empty = none"
+        },
+    )
+    auth_reload_interval: float = field(
+        default=2.0,
+        metadata={
+            "help": "seconds between checks of auth_tokens_file for changes; 0 = every call",
+            "check": _non_negative,
+        },
+    )
+    allow_open: bool = field(
+        default=False,
+        metadata={
+            "help": "serve without authentication on a non-loopback address (--insecure-open);"
+            " without auth the sidecar otherwise only serves on loopback or a Unix socket"
+        },
+    )
+    tls_cert: str = field(
+        default="",
+        metadata={
+            "help": "PEM certificate chain for TLS on the gRPC and HTTP listeners (reloaded"
+            " when the file changes); empty = plaintext"
+        },
+    )
+    tls_key: str = field(default="", metadata={"help": "PEM private key of tls_cert"})
+    tls_client_ca: str = field(
+        default="",
+        metadata={
+            "help": "PEM CA bundle that client certificates must chain to; set = mTLS"
+            " (clients without a certificate from it cannot connect)"
+        },
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -262,6 +306,10 @@ class Settings:
             raise ConfigError("setting 'listen' must not be empty")
         if not self.instance:
             raise ConfigError("setting 'instance' must not be empty")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("settings 'tls_cert' and 'tls_key' must be given together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("setting 'tls_client_ca' (mTLS) needs 'tls_cert' and 'tls_key'")
 
     @classmethod
     def names(cls) -> list[str]:

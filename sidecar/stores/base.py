@@ -19,7 +19,7 @@ Every method is synchronous and may block on I/O; async callers run them with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from sidecar.records import (
@@ -28,7 +28,9 @@ from sidecar.records import (
     BaselineRecord,
     EventRecord,
     Partial,
+    PendingApproval,
     PointerState,
+    Policy,
     Status,
 )
 
@@ -149,6 +151,60 @@ class Store(Protocol):
         ``seq`` is unique and increasing per store for SQLite, and per model
         for Redis (entries of one model are totally ordered).
         """
+        ...
+
+    def append_audit(self, audit: AuditDraft) -> AuditEntry:
+        """Append one audit entry that goes with no other change (an
+        authentication failure, a hand-recorded note). ``audit.model`` may be
+        empty: Redis keeps such entries in a chain of their own."""
+        ...
+
+    # -- audit hash chains -----------------------------------------------------
+    #
+    # Every appended entry carries ``prev_hash`` (the hash of the chain's
+    # previous entry) and ``hash`` (``AuditEntry.content_hash``), computed in the
+    # same atomic step that appends it. SQLite keeps one chain per store; Redis
+    # one per model (keys of two models are never touched atomically), plus one
+    # for entries without a model. Each chain also keeps its head (seq and hash
+    # of its newest entry) apart from the entries, so deleting the newest
+    # entries is detected too. ``sidecar.audit.verify_chain`` checks them.
+
+    def audit_chains(self, model: str | None = None) -> list[str]:
+        """Names of the chains holding entries of ``model`` (None: every chain)."""
+        ...
+
+    def read_audit_chain(self, chain: str) -> Iterator[AuditEntry]:
+        """Every entry of one chain in stored order, as stored (nothing re-sorted)."""
+        ...
+
+    def audit_head(self, chain: str) -> tuple[int, str]:
+        """(seq, hash) of the chain's newest entry as recorded at append time;
+        (0, "") for an empty chain."""
+        ...
+
+    # -- governance ------------------------------------------------------------
+
+    def get_policy(self, model: str, environment: str) -> Policy:
+        """The policy of (model, environment); ``Policy(model, environment)`` when never set."""
+        ...
+
+    def set_policy(self, policy: Policy, audit: AuditDraft) -> AuditEntry:
+        """Store the policy and append ``audit`` atomically."""
+        ...
+
+    def put_pending(self, pending: PendingApproval, audit: AuditDraft) -> AuditEntry:
+        """Record (or replace) the pending approval of ``pending.baseline_id`` and
+        append ``audit`` atomically."""
+        ...
+
+    def list_pending(
+        self, model: str | None = None, environment: str | None = None
+    ) -> list[PendingApproval]:
+        """Pending approvals, oldest request first."""
+        ...
+
+    def delete_pending(self, model: str, baseline_id: str) -> None:
+        """Forget the pending approval of a baseline (no-op when there is none)."""
         ...
 
     # -- change events ---------------------------------------------------------

@@ -45,7 +45,9 @@ from sidecar.records import (
     BaselineRecord,
     EventRecord,
     Partial,
+    PendingApproval,
     PointerState,
+    Policy,
     Status,
 )
 from sidecar.stores.base import DEFAULT_EVENT_RETENTION
@@ -58,6 +60,32 @@ MAX_EVENTS_PER_MODEL = 100_000
 """Cap of each model's event stream (approximate ``MAXLEN``), on top of retention."""
 
 _CHUNK = 500  # field/value pairs per HSET inside scripts (Lua's unpack has a stack limit)
+_SEAL_ATTEMPTS = 32  # audit appends retried when another writer moved the chain's head
+
+# Audit hash chain, per model: Lua has no sha256, so Python seals the new entry
+# with the head it expects (seq and hash of the newest entry) and each script
+# appends it only when the head is still that one (compare-and-set on the
+# head); otherwise it returns {'stale', seq, hash} and Python seals again.
+# Used by the scripts below with KEYS seq (string), head (string), stream.
+_CHECK_HEAD = """
+local head_seq = tonumber(redis.call('GET', @SEQ@) or '0')
+local head_hash = redis.call('GET', @HEAD@) or ''
+if head_seq ~= tonumber(@PREV_SEQ@) or head_hash ~= @PREV_HASH@ then
+  return {'stale', head_seq, head_hash}
+end
+"""
+_APPEND = """
+redis.call('SET', @SEQ@, head_seq + 1)
+redis.call('SET', @HEAD@, @NEW_HASH@)
+redis.call('XADD', @STREAM@, '*', 'seq', head_seq + 1, 'entry', @ENTRY@)
+"""
+
+
+def _chain(script: str, **names: str) -> str:
+    for name, value in names.items():
+        script = script.replace(f"@{name}@", value)
+    return script
+
 
 # KEYS[1] window index (zset: member "bucket:writer", score bucket)
 # KEYS[2] window expiry (zset: same members, score expiry time)
@@ -103,43 +131,99 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
-# KEYS: meta, series, status, names, baselines, audit stream, audit seq
-# ARGV: id, name, record json, created_at, status, audit json, series field/value pairs
-_CREATE_BASELINE = """#!lua
+# KEYS: meta, series, status, names, baselines, audit stream, audit seq, audit head
+# ARGV: id, name, record json, created_at, status, sealed audit json, expected head
+#       seq, expected head hash, new hash, series field/value pairs
+_CREATE_BASELINE = (
+    """#!lua
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'id'} end
 local other = redis.call('HGET', KEYS[4], ARGV[2])
 if other then return {'name', other} end
-for i = 7, #ARGV, 2 * CHUNK do
+"""
+    + _CHECK_HEAD
+    + """
+for i = 10, #ARGV, 2 * CHUNK do
   redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 2 * CHUNK - 1, #ARGV)))
 end
 redis.call('SET', KEYS[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
 redis.call('HSET', KEYS[4], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
-local seq = redis.call('INCR', KEYS[7])
-redis.call('XADD', KEYS[6], '*', 'seq', seq, 'entry', ARGV[6])
-return {'ok', seq}
-""".replace("CHUNK", str(_CHUNK))
+"""
+    + _APPEND
+    + """
+return {'ok', head_seq + 1}
+"""
+).replace("CHUNK", str(_CHUNK))
+_CREATE_BASELINE = _chain(
+    _CREATE_BASELINE,
+    SEQ="KEYS[7]",
+    HEAD="KEYS[8]",
+    STREAM="KEYS[6]",
+    PREV_SEQ="ARGV[7]",
+    PREV_HASH="ARGV[8]",
+    NEW_HASH="ARGV[9]",
+    ENTRY="ARGV[6]",
+)
 
-# KEYS: pointer, status, audit stream, audit seq
+# KEYS: pointer, status, audit stream, audit seq, audit head
 # ARGV: expected revision, has active ('1'/'0'), active id, pointer active json,
-#       history json, audit json, then id/status pairs
-_CAS_POINTER = """#!lua
+#       history json, sealed audit json, expected head seq, expected head hash,
+#       new hash, then id/status pairs
+_CAS_POINTER = _chain(
+    """#!lua
 local current = tonumber(redis.call('HGET', KEYS[1], 'revision') or '0')
 if current ~= tonumber(ARGV[1]) then return {'conflict', current} end
 if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then
   return {'notfound', ARGV[3]}
 end
-for i = 7, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then return {'notfound', ARGV[i]} end
 end
+"""
+    + _CHECK_HEAD
+    + """
 local revision = current + 1
 redis.call('HSET', KEYS[1], 'active', ARGV[4], 'history', ARGV[5], 'revision', revision)
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-local seq = redis.call('INCR', KEYS[4])
-redis.call('XADD', KEYS[3], '*', 'seq', seq, 'entry', ARGV[6])
-return {'ok', seq, revision}
+for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 """
+    + _APPEND
+    + """
+return {'ok', head_seq + 1, revision}
+""",
+    SEQ="KEYS[4]",
+    HEAD="KEYS[5]",
+    STREAM="KEYS[3]",
+    PREV_SEQ="ARGV[7]",
+    PREV_HASH="ARGV[8]",
+    NEW_HASH="ARGV[9]",
+    ENTRY="ARGV[6]",
+)
+
+# KEYS: audit stream, audit seq, audit head[, hash to write]
+# ARGV: sealed audit json, expected head seq, expected head hash, new hash[,
+#       field, value (HSET into KEYS[4]; value '' deletes the field)]
+_AUDITED_WRITE = _chain(
+    "#!lua\n"
+    + _CHECK_HEAD
+    + """
+if #KEYS == 4 then
+  if ARGV[6] == '' then redis.call('HDEL', KEYS[4], ARGV[5])
+  else redis.call('HSET', KEYS[4], ARGV[5], ARGV[6]) end
+end
+"""
+    + _APPEND
+    + """
+return {'ok', head_seq + 1}
+""",
+    SEQ="KEYS[2]",
+    HEAD="KEYS[3]",
+    STREAM="KEYS[1]",
+    PREV_SEQ="ARGV[2]",
+    PREV_HASH="ARGV[3]",
+    NEW_HASH="ARGV[4]",
+    ENTRY="ARGV[1]",
+)
 
 
 def _q(text: str) -> str:
@@ -242,7 +326,9 @@ class RedisStore:
             "list_windows": _LIST_WINDOWS,
             "create_baseline": _CREATE_BASELINE,
             "cas_pointer": _CAS_POINTER,
+            "audited_write": _AUDITED_WRITE,
         }
+        self._heads: dict[str, tuple[int, str]] = {}  # chain -> last head seen (a guess)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
@@ -261,6 +347,16 @@ class RedisStore:
 
     def _windows_key(self) -> str:
         return f"{self._prefix}:windows"
+
+    def _chain_stem(self, chain: str) -> str:
+        """Key stem of an audit chain: the model's, or (chain "") one no model name
+        can produce (``_q`` never leaves a bare ``%``)."""
+        return self._m(chain) if chain else f"{self._prefix}:{{%}}"
+
+    def _chain_keys(self, chain: str) -> list[str]:
+        """Stream, seq and head keys of an audit chain (one slot)."""
+        stem = self._chain_stem(chain)
+        return [f"{stem}:audit", f"{stem}:audit:seq", f"{stem}:audit:head"]
 
     def _partial_key(self, model: str, environment: str, member: str) -> str:
         return f"{self._m(model)}:w:{_q(environment)}:{member}"
@@ -311,6 +407,37 @@ class RedisStore:
                 if attempt:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sealed(
+        self,
+        name: str,
+        chain: str,
+        keys: Sequence[str],
+        head_args: int,
+        args: Sequence[Any],
+        audit: AuditDraft,
+    ) -> tuple[list[Any], AuditEntry | None]:
+        """Run a script that appends ``audit`` to ``chain``: seal the entry with
+        the head we expect, insert (sealed json, seq, hash, new hash) at
+        ``head_args`` of ``args``, and seal again while the script says the head
+        moved. Returns the final reply (not 'stale') and the entry it appended
+        (None when the script refused before appending)."""
+        seq, head = self._heads.get(chain, (0, ""))
+        for _ in range(_SEAL_ATTEMPTS):
+            entry = AuditEntry.from_draft(seq + 1, audit, prev_hash=head)
+            sealed = [entry.to_json(), seq, head, entry.hash]
+            full = [*args[:head_args], *sealed, *args[head_args:]]
+            reply = cast(list[Any], self._eval(name, keys, full))
+            if _s(reply[0]) != "stale":
+                if _s(reply[0]) == "ok":
+                    self._heads[chain] = (entry.seq, entry.hash)
+                    return reply, entry
+                return reply, None
+            seq, head = int(reply[1]), _s(reply[2])
+        raise Conflict(
+            f"the audit chain of {chain or 'entries without a model'!r} kept moving under"
+            " concurrent writers; try again"
+        )
 
     def _model_of(self, baseline_id: str) -> str:
         model = self._client.hget(self._ids_key(), baseline_id)
@@ -423,8 +550,7 @@ class RedisStore:
                 f"{m}:status",
                 f"{m}:names:{_q(record.environment)}",
                 f"{m}:baselines",
-                f"{m}:audit",
-                f"{m}:audit:seq",
+                *self._chain_keys(record.model),
             ]
             args: list[Any] = [
                 record.id,
@@ -432,11 +558,10 @@ class RedisStore:
                 record.to_json(),
                 repr(float(record.created_at)),
                 record.status.value,
-                AuditEntry.from_draft(0, audit).to_json(),
             ]
             for sid, state in series.items():
                 args += (sid, state)
-            reply = cast(list[Any], self._eval("create_baseline", keys, args))
+            reply, entry = self._sealed("create_baseline", record.model, keys, 5, args, audit)
             outcome = _s(reply[0])
             if outcome != "ok":
                 if created:  # we wrote the index entry for a baseline that was not written
@@ -448,7 +573,8 @@ class RedisStore:
                     f"{record.model!r} in environment {record.environment!r} "
                     f"(id {_s(reply[1])})"
                 )
-        return AuditEntry.from_draft(int(reply[1]), audit)
+        assert entry is not None
+        return entry
 
     def _records(self, model: str, baseline_ids: Sequence[str]) -> list[BaselineRecord | None]:
         """Records (with status) of ids of one model; None where missing."""
@@ -560,20 +686,19 @@ class RedisStore:
         """Compare the revision and apply pointer, statuses and audit in one script."""
         _check_scope(model, environment)
         m = self._m(model)
-        keys = [f"{m}:ptr:{_q(environment)}", f"{m}:status", f"{m}:audit", f"{m}:audit:seq"]
+        keys = [f"{m}:ptr:{_q(environment)}", f"{m}:status", *self._chain_keys(model)]
         args: list[Any] = [
             int(expected_revision),
             "0" if active is None else "1",
             active or "",
             json.dumps(active),
             json.dumps(list(history)),
-            AuditEntry.from_draft(0, audit).to_json(),
         ]
         for baseline_id, new_status in status_changes.items():
             args += (baseline_id, Status(new_status).value)
         with self._errors():
             self._client.sadd(self._models_key(), model)  # global index first
-            reply = cast(list[Any], self._eval("cas_pointer", keys, args))
+            reply, entry = self._sealed("cas_pointer", model, keys, 5, args, audit)
         outcome = _s(reply[0])
         if outcome == "conflict":
             raise Conflict(
@@ -583,13 +708,14 @@ class RedisStore:
         if outcome == "notfound":
             raise NotFound(f"no baseline with id {_s(reply[1])!r} for model {model!r}")
         state = PointerState(active, tuple(history), int(reply[2]))
-        return state, AuditEntry.from_draft(int(reply[1]), audit)
+        assert entry is not None
+        return state, entry
 
     # -- audit -------------------------------------------------------------------
 
     def _audit_of(self, model: str, environment: str | None, limit: int) -> list[AuditEntry]:
-        """Newest ``limit`` entries of one model (newest first)."""
-        key = f"{self._m(model)}:audit"
+        """Newest ``limit`` entries of one model's chain (newest first)."""
+        key = self._chain_keys(model)[0]
         page = max(limit, 64)
         found: list[AuditEntry] = []
         top: str = "+"
@@ -620,13 +746,107 @@ class RedisStore:
         if limit <= 0:
             return []
         with self._errors():
-            models = [model] if model is not None else self._models()
+            models = [model] if model is not None else [*self._models(), ""]
             entries = [e for name in models for e in self._audit_of(name, environment, limit)]
         if model is not None:
             entries.sort(key=lambda e: e.seq)
         else:
             entries.sort(key=lambda e: (e.time, e.model, e.seq))
         return entries[-limit:]
+
+    def _audited_write(
+        self, chain: str, audit: AuditDraft, target: tuple[str, str, str] | None = None
+    ) -> AuditEntry:
+        """Append ``audit`` to ``chain``, with one optional (hash key, field, value)
+        write in the same script ('' value: delete the field)."""
+        keys = self._chain_keys(chain)
+        args: list[Any] = []
+        if target is not None:
+            keys.append(target[0])
+            args += (target[1], target[2])
+        with self._errors():
+            if chain:
+                self._client.sadd(self._models_key(), chain)  # global index first
+            _, entry = self._sealed("audited_write", chain, keys, 0, args, audit)
+        assert entry is not None
+        return entry
+
+    def append_audit(self, audit: AuditDraft) -> AuditEntry:
+        """Append to the model's chain (entries without a model: their own chain)."""
+        return self._audited_write(audit.model, audit)
+
+    def audit_chains(self, model: str | None = None) -> list[str]:
+        """One chain per model, plus "" (entries without a model) when ``model`` is None."""
+        if model is not None:
+            return [model]
+        with self._errors():
+            return [*self._models(), ""]
+
+    def read_audit_chain(self, chain: str) -> Iterator[AuditEntry]:
+        """The chain's stream in stream order, paged; ``seq`` from each entry's field."""
+        key = self._chain_keys(chain)[0]
+        low = "-"
+        while True:
+            with self._errors():
+                rows = cast(
+                    list[tuple[bytes, dict[bytes, bytes]]],
+                    self._client.xrange(key, min=low, max="+", count=1000),
+                )
+            for _, fields in rows:
+                yield dataclasses.replace(
+                    AuditEntry.from_json(fields[b"entry"]), seq=int(fields[b"seq"])
+                )
+            if len(rows) < 1000:
+                return
+            low = "(" + _s(rows[-1][0])
+
+    def audit_head(self, chain: str) -> tuple[int, str]:
+        """(seq, hash) of the chain's newest entry, from its seq and head keys."""
+        _, seq_key, head_key = self._chain_keys(chain)
+        with self._errors():
+            seq, head = self._client.mget([seq_key, head_key])
+        return int(seq or 0), _s(head or b"")
+
+    # -- governance --------------------------------------------------------------
+
+    def get_policy(self, model: str, environment: str) -> Policy:
+        """The stored policy (hash ``{model}:policy``), or the default one."""
+        with self._errors():
+            raw = self._client.hget(f"{self._m(model)}:policy", environment)
+        return Policy(model, environment) if raw is None else Policy.from_json(cast(bytes, raw))
+
+    def set_policy(self, policy: Policy, audit: AuditDraft) -> AuditEntry:
+        """Write the policy and its audit entry with one script in the model's slot."""
+        _check_scope(policy.model, policy.environment)
+        key = f"{self._m(policy.model)}:policy"
+        return self._audited_write(policy.model, audit, (key, policy.environment, policy.to_json()))
+
+    def put_pending(self, pending: PendingApproval, audit: AuditDraft) -> AuditEntry:
+        """Write the pending approval (hash ``{model}:pending``) and its audit entry."""
+        _check_scope(pending.model, pending.environment)
+        key = f"{self._m(pending.model)}:pending"
+        return self._audited_write(
+            pending.model, audit, (key, pending.baseline_id, pending.to_json())
+        )
+
+    def list_pending(
+        self, model: str | None = None, environment: str | None = None
+    ) -> list[PendingApproval]:
+        """Pending approvals, oldest request first."""
+        out: list[PendingApproval] = []
+        with self._errors():
+            for name in [model] if model is not None else self._models():
+                raw = cast(dict[bytes, bytes], self._client.hgetall(f"{self._m(name)}:pending"))
+                out += [PendingApproval.from_json(v) for v in raw.values()]
+        if environment is not None:
+            out = [p for p in out if p.environment == environment]
+        out.sort(key=lambda p: (p.requested_at, p.baseline_id))
+        return out
+
+    def delete_pending(self, model: str, baseline_id: str) -> None:
+        """Forget a pending approval."""
+        with self._errors():
+            self._client.hdel(f"{self._m(model)}:pending", baseline_id)
 
     # -- change events -----------------------------------------------------------
 

@@ -26,16 +26,22 @@ from sidecar.records import (
     BaselineRecord,
     EventRecord,
     Partial,
+    PendingApproval,
     PointerState,
+    Policy,
     Status,
 )
 from sidecar.stores.base import DEFAULT_EVENT_RETENTION
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the table layout below; stored in the ``schema_version`` table.
-Version 1 files (no events table) are upgraded in place when opened."""
+Older files are upgraded in place when opened: version 1 has no events table,
+version 2 no audit hash chain, policies or pending approvals."""
+
+CHAIN = "store"
+"""Name of the SQLite store's one audit hash chain."""
 
 _PURGE_INTERVAL = 60.0  # seconds between opportunistic deletes of expired partials
 
@@ -104,6 +110,42 @@ CREATE TABLE events (
 CREATE INDEX events_scope ON events (model, time);
 CREATE INDEX events_time ON events (time);
 """
+
+# Added in schema version 3: the audit hash chain (entries written before it
+# keep empty hashes), its head, policies and pending four-eyes approvals.
+_SCHEMA_V3 = """
+ALTER TABLE audit ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+CREATE TABLE IF NOT EXISTS audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS policies (
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (model, environment)
+) STRICT;
+CREATE TABLE IF NOT EXISTS pending (
+    baseline_id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    record TEXT NOT NULL
+) STRICT;
+"""
+
+_UPGRADES = {1: _SCHEMA_V2, 2: _SCHEMA_V3}  # version -> statements that lift it by one
+
+
+def _upgrade_step(conn: sqlite3.Connection, statement: str) -> None:
+    """One upgrade statement; a column that is there already is not an error."""
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as err:
+        if "duplicate column name" not in str(err):
+            raise
 
 
 def _check_scope(model: str, environment: str) -> None:
@@ -179,7 +221,7 @@ class SQLiteStore:
             ).fetchone()
             if exists is None:
                 # executescript() would COMMIT first: run the statements one by one.
-                for statement in (_SCHEMA + _SCHEMA_V2).split(";"):
+                for statement in (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3).split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -187,12 +229,12 @@ class SQLiteStore:
             else:
                 row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
                 found = int(row[0]) if row and row[0] is not None else 0
-                if found == 1:  # version 2 only adds the events table
-                    for statement in _SCHEMA_V2.split(";"):
+                while found in _UPGRADES:
+                    for statement in _UPGRADES[found].split(";"):
                         if statement.strip():
-                            conn.execute(statement)
-                    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-                    found = SCHEMA_VERSION
+                            _upgrade_step(conn, statement)
+                    found += 1
+                    conn.execute("UPDATE schema_version SET version = ?", (found,))
             if found != SCHEMA_VERSION:
                 raise StoreUnavailable(
                     f"SQLite database {self._path!r} has schema version {found}; this baselined "
@@ -356,8 +398,8 @@ class SQLiteStore:
             except (sqlite3.IntegrityError, sqlite3.ProgrammingError) as err:
                 # STRICT tables refuse a series state that is not bytes.
                 raise InvalidInput(f"baseline {record.id!r} cannot be stored: {err}") from err
-            seq = self._append_audit(conn, audit)
-        return AuditEntry.from_draft(seq, audit)
+            entry = self._append_audit(conn, audit)
+        return entry
 
     def get_baseline(self, baseline_id: str) -> BaselineRecord:
         """The record with its current status. Raises ``NotFound``."""
@@ -474,31 +516,75 @@ class SQLiteStore:
                 "UPDATE baselines SET status = ? WHERE id = ?",
                 [(Status(s).value, bid) for bid, s in status_changes.items()],
             )
-            seq = self._append_audit(conn, audit)
-        return state, AuditEntry.from_draft(seq, audit)
+            entry = self._append_audit(conn, audit)
+        return state, entry
 
     # -- audit -------------------------------------------------------------------
 
     @staticmethod
-    def _append_audit(conn: sqlite3.Connection, audit: AuditDraft) -> int:
-        cursor = conn.execute(
-            "INSERT INTO audit (time, actor, action, model, environment, target, reason,"
-            " before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    def _append_audit(conn: sqlite3.Connection, audit: AuditDraft) -> AuditEntry:
+        """Append ``audit`` to the chain, inside the caller's transaction."""
+        head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        if head is None:  # no chained entry yet: continue after any pre-chain entries
+            last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()
+            head = (int(last[0]), "")
+        entry = AuditEntry.from_draft(int(head[0]) + 1, audit, prev_hash=str(head[1]))
+        conn.execute(
+            "INSERT INTO audit (seq, time, actor, action, model, environment, target, reason,"
+            " before, after, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                audit.time,
-                audit.actor,
-                audit.action,
-                audit.model,
-                audit.environment,
-                audit.target,
-                audit.reason,
-                _dumps(audit.before),
-                _dumps(audit.after),
+                entry.seq,
+                entry.time,
+                entry.actor,
+                entry.action,
+                entry.model,
+                entry.environment,
+                entry.target,
+                entry.reason,
+                _dumps(entry.before),
+                _dumps(entry.after),
+                entry.prev_hash,
+                entry.hash,
             ),
         )
-        seq = cursor.lastrowid
-        assert seq is not None
-        return seq
+        conn.execute(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (entry.seq, entry.hash),
+        )
+        return entry
+
+    def append_audit(self, audit: AuditDraft) -> AuditEntry:
+        """Append one audit entry on its own (durable)."""
+        with self._transaction(durable=True) as conn:
+            return self._append_audit(conn, audit)
+
+    def audit_chains(self, model: str | None = None) -> list[str]:
+        """The store's one chain (entries of every model share it)."""
+        return [CHAIN]
+
+    def read_audit_chain(self, chain: str) -> Iterator[AuditEntry]:
+        """Every entry in ascending seq (the table's order), paged."""
+        if chain != CHAIN:
+            return
+        last = -1
+        while True:
+            with self._locked() as conn:
+                rows = conn.execute(
+                    f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT 1000",
+                    (last,),
+                ).fetchall()
+            for row in rows:
+                yield _audit_row(row)
+            if len(rows) < 1000:
+                return
+            last = int(rows[-1][0])
+
+    def audit_head(self, chain: str) -> tuple[int, str]:
+        """(seq, hash) of the newest chained entry as recorded when it was appended."""
+        with self._locked() as conn:
+            row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        return (0, "") if row is None or chain != CHAIN else (int(row[0]), str(row[1]))
 
     def list_audit(
         self,
@@ -515,31 +601,79 @@ class SQLiteStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        sql = (
-            "SELECT seq, time, actor, action, model, environment, target, reason, before, after"
-            " FROM audit"
-        )
+        sql = f"SELECT {_AUDIT_COLUMNS} FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         params.append(limit)
         with self._locked() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [
-            AuditEntry(
-                seq=int(r[0]),
-                time=float(r[1]),
-                actor=r[2],
-                action=r[3],
-                model=r[4],
-                environment=r[5],
-                target=r[6],
-                reason=r[7],
-                before=json.loads(r[8]),
-                after=json.loads(r[9]),
+        return [_audit_row(r) for r in reversed(rows)]
+
+    # -- governance --------------------------------------------------------------
+
+    def get_policy(self, model: str, environment: str) -> Policy:
+        """The stored policy, or the default one (no four-eyes, no owners)."""
+        with self._locked() as conn:
+            row = conn.execute(
+                "SELECT record FROM policies WHERE model = ? AND environment = ?",
+                (model, environment),
+            ).fetchone()
+        return Policy(model, environment) if row is None else Policy.from_json(row[0])
+
+    def set_policy(self, policy: Policy, audit: AuditDraft) -> AuditEntry:
+        """Upsert the policy and append its audit entry in one durable transaction."""
+        _check_scope(policy.model, policy.environment)
+        with self._transaction(durable=True) as conn:
+            conn.execute(
+                "INSERT INTO policies (model, environment, record) VALUES (?, ?, ?)"
+                " ON CONFLICT (model, environment) DO UPDATE SET record = excluded.record",
+                (policy.model, policy.environment, policy.to_json()),
             )
-            for r in reversed(rows)
-        ]
+            return self._append_audit(conn, audit)
+
+    def put_pending(self, pending: PendingApproval, audit: AuditDraft) -> AuditEntry:
+        """Upsert the pending approval and append its audit entry in one transaction."""
+        _check_scope(pending.model, pending.environment)
+        with self._transaction(durable=True) as conn:
+            conn.execute(
+                "INSERT INTO pending (baseline_id, model, environment, requested_at, record)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (baseline_id) DO UPDATE SET"
+                " requested_at = excluded.requested_at, record = excluded.record",
+                (
+                    pending.baseline_id,
+                    pending.model,
+                    pending.environment,
+                    float(pending.requested_at),
+                    pending.to_json(),
+                ),
+            )
+            return self._append_audit(conn, audit)
+
+    def list_pending(
+        self, model: str | None = None, environment: str | None = None
+    ) -> list[PendingApproval]:
+        """Pending approvals, oldest request first."""
+        where: list[str] = []
+        params: list[str] = []
+        for column, value in (("model", model), ("environment", environment)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT record FROM pending"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY requested_at, baseline_id"
+        with self._locked() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [PendingApproval.from_json(r[0]) for r in rows]
+
+    def delete_pending(self, model: str, baseline_id: str) -> None:
+        """Forget a pending approval."""
+        with self._transaction() as conn:
+            conn.execute(
+                "DELETE FROM pending WHERE baseline_id = ? AND model = ?", (baseline_id, model)
+            )
 
     # -- change events -----------------------------------------------------------
 
@@ -619,6 +753,28 @@ class SQLiteStore:
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+_AUDIT_COLUMNS = (
+    "seq, time, actor, action, model, environment, target, reason, before, after, prev_hash, hash"
+)
+
+
+def _audit_row(r: Sequence[Any]) -> AuditEntry:
+    return AuditEntry(
+        seq=int(r[0]),
+        time=float(r[1]),
+        actor=r[2],
+        action=r[3],
+        model=r[4],
+        environment=r[5],
+        target=r[6],
+        reason=r[7],
+        before=json.loads(r[8]),
+        after=json.loads(r[9]),
+        prev_hash=r[10],
+        hash=r[11],
+    )
 
 
 def _record(text: str, status: str) -> BaselineRecord:

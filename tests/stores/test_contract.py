@@ -572,3 +572,50 @@ def test_append_event_without_model_is_refused(store: Store) -> None:
     with pytest.raises(InvalidInput, match="model"):
         store.append_event(event(model=""))
     assert store.list_events(None, None, 0.0, math.inf, 10) == []
+
+
+# -- governance and the audit hash chain -------------------------------------------
+
+
+def test_policies_default_and_round_trip_with_their_audit_entry(store: Store) -> None:
+    from sidecar.records import Policy
+
+    assert store.get_policy("fraud", "prod") == Policy("fraud", "prod")
+    policy = Policy("fraud", "prod", four_eyes=True, owners=("team-risk", "alice"))
+    entry = store.set_policy(policy, draft("set_policy", "fraud/prod"))
+    assert store.get_policy("fraud", "prod") == policy
+    assert store.get_policy("fraud", "staging") == Policy("fraud", "staging")
+    assert store.list_audit() == [entry]
+
+
+def test_pending_approvals_are_listed_oldest_first_and_forgotten(store: Store) -> None:
+    from sidecar.records import PendingApproval
+
+    first = PendingApproval("b2", "fraud", "prod", "alice", 200.0, "go")
+    second = PendingApproval("b1", "fraud", "staging", "bob", 300.0)
+    store.put_pending(second, draft("promote_requested", "b1", environment="staging"))
+    store.put_pending(first, draft("promote_requested", "b2"))
+    assert store.list_pending() == [first, second]
+    assert store.list_pending("fraud", "staging") == [second]
+    assert store.list_pending("churn") == []
+    store.delete_pending("fraud", "b2")
+    store.delete_pending("fraud", "b-unknown")
+    assert store.list_pending() == [second]
+    assert [e.action for e in store.list_audit()] == ["promote_requested"] * 2
+
+
+def test_every_append_extends_one_verifiable_chain(store: Store) -> None:
+    from sidecar.audit import verify_chain
+
+    freeze(store, "b1", "monday")
+    store.append_audit(draft("note", "b1", at=150.0))
+    store.append_audit(draft("auth_denied", "/x/Y", model="", environment=""))
+    entries = store.list_audit(model="fraud")
+    assert [e.seq for e in entries] == [1, 2]
+    assert entries[0].hash == entries[0].content_hash() and entries[1].prev_hash == entries[0].hash
+    chains = {c: list(store.read_audit_chain(c)) for c in store.audit_chains()}
+    assert sum(len(read) for read in chains.values()) == 3
+    for chain, read in chains.items():  # each chain's head is its newest entry
+        assert store.audit_head(chain) == ((read[-1].seq, read[-1].hash) if read else (0, ""))
+    result = verify_chain(store)
+    assert result.ok and result.checked == 3
