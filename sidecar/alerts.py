@@ -9,6 +9,9 @@ alert resolves once its condition has been clear for ``resolve_after``
 seconds; a fingerprint that resolved because its condition cleared cannot
 fire again for ``cooldown`` seconds.
 
+Alerts carry the model's owners (``owners`` lookup, read once per check when
+an alert fires) as the label ``owners`` (comma-separated) and in the summary.
+
 Every change goes to each :class:`AlertSink` (``send`` never blocks: sinks
 queue) and to every :class:`Subscription` (the ``WatchAlerts`` streams).
 State lives in memory; resolved alerts are kept up to ``history``.
@@ -327,6 +330,9 @@ class Alerter:
     """Alert state from comparison results; fans changes out to sinks and watchers.
 
     ``alpha`` is only used to word the confidence in summaries (1 - alpha).
+    ``owners(model, environment)`` names the owners shown on alerts that fire
+    (read at most once per check; a failing lookup is logged and the alert
+    fires without owners).
     Thread-safe: ``observe`` may run in a worker thread while watchers read
     on the event loop.
     """
@@ -341,6 +347,7 @@ class Alerter:
         sinks: Sequence[AlertSink] = (),
         alpha: float = 0.01,
         history: int = 1000,
+        owners: Callable[[str, str], Sequence[str]] | None = None,
     ) -> None:
         if consecutive < 1:
             raise ValueError(f"consecutive must be at least 1, got {consecutive}")
@@ -357,6 +364,8 @@ class Alerter:
         self._cooldown_until: dict[str, float] = {}
         self._resolved: collections.deque[Alert] = collections.deque(maxlen=history)
         self._subscribers: list[Subscription] = []
+        self._owners = owners
+        self._owners_cache: dict[tuple[str, str], tuple[str, ...]] = {}
 
     # -- queries
 
@@ -414,6 +423,7 @@ class Alerter:
         watchers already. A series missing from ``result`` counts as clear."""
         now = self._clock()
         with self._lock:
+            self._owners_cache.clear()  # owners are read afresh on each check
             changes = self._advance(result, playbook_url, now)
             subscribers = list(self._subscribers)
         self._deliver(changes, subscribers)
@@ -503,6 +513,12 @@ class Alerter:
     ) -> Alert:
         assert finding is not None  # a tier is only reached through a finding
         model, env, series, phase = key
+        owners = self._owners_of(model, env)
+        labels = _labels(model, env, series, phase, tier)
+        summary = _summary(model, env, finding, tier, self.confidence)
+        if owners:
+            labels["owners"] = ",".join(owners)
+            summary += f" (owners: {', '.join(owners)})"
         return Alert(
             fingerprint=alert_fingerprint(model, env, series, phase, tier),
             model=model,
@@ -516,10 +532,25 @@ class Alerter:
             window_start=result.window_start,
             window_end=result.window_end,
             findings=(finding,),
-            summary=_summary(model, env, finding, tier, self.confidence),
+            summary=summary,
             playbook_url=playbook_url,
-            labels=_labels(model, env, series, phase, tier),
+            labels=labels,
         )
+
+    def _owners_of(self, model: str, environment: str) -> tuple[str, ...]:
+        """The owners of (model, environment), cached for the current check."""
+        if self._owners is None:
+            return ()
+        key = (model, environment)
+        cached = self._owners_cache.get(key)
+        if cached is None:
+            try:
+                cached = tuple(self._owners(model, environment))
+            except Exception as err:
+                log.warning("cannot read the owners of %s/%s: %s", model, environment, err)
+                cached = ()
+            self._owners_cache[key] = cached
+        return cached
 
     def _resolve(
         self, alert: Alert, finding: SeriesFinding | None, now: float, *, cooled: bool

@@ -156,6 +156,7 @@ class AuthDenied(BaselinedError):
         super().__init__(message)
         self.grpc_code = code
         self.rule = rule
+        self.principal: Principal | None = None  # who was refused a role, when known
 
 
 @dataclass(frozen=True)
@@ -437,6 +438,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self, method: str, metadata: Iterable[tuple[str, Any]], cn: str | None
     ) -> Principal:
         """The principal allowed to call ``method``, or AuthDenied."""
+        role = self.required_role.get(method)
+        if role is None:
+            self.authenticate(metadata, cn)  # unauthenticated callers learn that first
+            raise AuthDenied("PERMISSION_DENIED", "no_rule", f"{method} has no role rule")
+        return self.check_role(role, method.rsplit("/", 1)[-1], metadata, cn)
+
+    def authenticate(self, metadata: Iterable[tuple[str, Any]], cn: str | None) -> Principal:
+        """The principal of a bearer token in ``metadata`` (``authorization``), else of
+        the client certificate common name ``cn``; AuthDenied(UNAUTHENTICATED) otherwise."""
         token = _bearer(metadata)
         if token is not None:
             principal = self.table.by_token(token)
@@ -449,16 +459,24 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 "no credentials: send 'authorization: Bearer <token>' metadata"
                 " (--token, BASELINED_TOKEN) or a client certificate",
             )
-        role = self.required_role.get(method)
-        if role is None:
-            raise AuthDenied("PERMISSION_DENIED", "no_rule", f"{method} has no role rule")
+        return principal
+
+    def check_role(
+        self, role: str, what: str, metadata: Iterable[tuple[str, Any]], cn: str | None
+    ) -> Principal:
+        """The authenticated principal when it holds ``role``; AuthDenied otherwise
+        (PERMISSION_DENIED carries the principal as ``denied.principal``). ``what``
+        names the call in the message (``FreezeBaseline``, ``POST /v1/events``)."""
+        principal = self.authenticate(metadata, cn)
         if role not in principal.roles:
-            raise AuthDenied(
+            denied = AuthDenied(
                 "PERMISSION_DENIED",
                 f"role_{role}_required",
-                f"{method.rsplit('/', 1)[-1]} needs the {role!r} role;"
+                f"{what} needs the {role!r} role;"
                 f" principal {principal.name!r} has {', '.join(sorted(principal.roles))}",
             )
+            denied.principal = principal
+            raise denied
         return principal
 
     async def intercept_service(
@@ -486,21 +504,29 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             principal: Principal | None = None
             if denied.grpc_code == "PERMISSION_DENIED":
                 principal = self._who(context, cn)
-            log.warning(
-                "refused %s from %s (%s): %s",
-                method,
-                principal.name if principal else context.peer(),
-                denied.rule,
-                denied,
-            )
-            hook = self.on_denied
-            if hook is not None:
-                try:
-                    await asyncio.to_thread(hook, principal, method, f"{denied.rule}: {denied}")
-                except Exception:
-                    log.warning("the on_denied hook failed", exc_info=True)
+            await self.report_denied(principal, method, denied, peer=context.peer())
             await context.abort(getattr(grpc.StatusCode, denied.grpc_code), str(denied))
             raise  # abort raises; this keeps type checkers sure we never return
+
+    async def report_denied(
+        self, principal: Principal | None, method: str, denied: AuthDenied, *, peer: str = ""
+    ) -> None:
+        """Log one refusal and hand it to :attr:`on_denied` (in a worker thread; a
+        failing hook is logged, never raised). ``method`` is the gRPC method or
+        the HTTP ``METHOD /path``."""
+        log.warning(
+            "refused %s from %s (%s): %s",
+            method,
+            principal.name if principal else peer or "an unauthenticated caller",
+            denied.rule,
+            denied,
+        )
+        hook = self.on_denied
+        if hook is not None:
+            try:
+                await asyncio.to_thread(hook, principal, method, f"{denied.rule}: {denied}")
+            except Exception:
+                log.warning("the on_denied hook failed", exc_info=True)
 
     def _who(self, context: grpc.aio.ServicerContext[Any, Any], cn: str | None) -> Principal | None:
         try:

@@ -20,6 +20,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import logging
 import math
 import re
 import time as _time
@@ -28,6 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sidecar.audit import actor_of, record_note
 from sidecar.errors import InvalidInput
 from sidecar.records import EventRecord
 from sidecar.stores.base import DEFAULT_EVENT_RETENTION, Store
@@ -46,6 +48,8 @@ __all__ = [
     "parse_cloudevent",
     "validate_event",
 ]
+
+_log = logging.getLogger(__name__)
 
 CLOUDEVENT_TYPE_PREFIX = "dev.baselined."
 """``ce-type`` of a baselined event type: ``dev.baselined.deploy``, ... (or plain ``deploy``)."""
@@ -186,6 +190,11 @@ class EventLog:
     ``clock`` gives unix seconds (``recorded_at``, the future-time check and
     retention); ``max_clock_skew`` is how far in the future an event time may
     be; ``retention_seconds`` how long events are kept (by event time).
+
+    Every event recorded by hand (any source but ``derived``) also appends an
+    audit entry (action ``record_event``, target the event id; actor the
+    authenticated principal, else the event's ``recorded_by``) to the store's
+    hash-chained audit log.
     """
 
     def __init__(
@@ -247,7 +256,34 @@ class EventLog:
             type=EventType.parse(record.type).value,
             recorded_at=record.recorded_at or now,
         )
-        return self._store.append_event(record, retention_seconds=self.retention_seconds)
+        stored = self._store.append_event(record, retention_seconds=self.retention_seconds)
+        if stored.source != "derived":
+            self._audit(stored)
+        return stored
+
+    def _audit(self, event: EventRecord) -> None:
+        # The event is stored already: a failed audit write is logged, not raised,
+        # so a retrying client does not record the event twice.
+        try:
+            record_note(
+                self._store,
+                actor=actor_of(event.recorded_by),
+                action="record_event",
+                model=event.model,
+                environment=event.environment,
+                target=event.id,
+                after={
+                    "type": event.type,
+                    "custom_type": event.custom_type,
+                    "time": event.time,
+                    "version": event.version,
+                    "source": event.source,
+                    "recorded_by": event.recorded_by,
+                },
+                clock=self._clock,
+            )
+        except Exception:
+            _log.error("cannot audit the recorded event %s", event.id, exc_info=True)
 
     def record_cloudevent(self, headers: Mapping[str, str], body: bytes) -> EventRecord:
         """Parse a CloudEvent (see :func:`parse_cloudevent`), validate and store it."""

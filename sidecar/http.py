@@ -13,6 +13,15 @@ Routes:
 * ``GET /metrics``: the text of the injected ``metrics_text`` callable
   (``(body, content_type)``, Prometheus exposition); 404 when there is none.
 
+With an :class:`~sidecar.auth.AuthInterceptor` (the sidecar's, when principals
+or mTLS are configured) every route but ``/healthz`` needs the role
+:data:`HTTP_REQUIRED_ROLE` names, from ``Authorization: Bearer <token>`` or the
+mTLS client certificate's common name: 401 for no, unknown, expired or
+malformed credentials, 403 for a missing role, with ``{"error": rule,
+"message": ...}``; refusals go to the interceptor's ``on_denied`` hook (the
+audit log). ``kserve_allow_unauthenticated`` lets ``/v1/kserve`` in without
+credentials (KServe's logger cannot send a token).
+
 >>> # listener = HttpListener("127.0.0.1:0", kserve=ingest)
 >>> # await listener.start(); listener.port; await listener.stop()
 """
@@ -28,11 +37,20 @@ from typing import Any
 
 from aiohttp import web
 
+from sidecar.auth import AuthDenied, AuthInterceptor, Principal, using_principal
 from sidecar.errors import BaselinedError, InvalidInput, TooLarge
 from sidecar.events import EventLog
 from sidecar.kserve import BadEvent, KServeIngest
 
-__all__ = ["EVENTS_PATH", "KSERVE_PATH", "HttpListener", "ListenError", "MetricsText", "build_app"]
+__all__ = [
+    "EVENTS_PATH",
+    "HTTP_REQUIRED_ROLE",
+    "KSERVE_PATH",
+    "HttpListener",
+    "ListenError",
+    "MetricsText",
+    "build_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +60,13 @@ KSERVE_PATH = "/v1/kserve"
 EVENTS_PATH = "/v1/events"
 """Where CI/CD posts change events as CloudEvents: ``http://<sidecar>:<port>/v1/events``."""
 
+HTTP_REQUIRED_ROLE: dict[tuple[str, str], str] = {
+    ("POST", EVENTS_PATH): "admin",
+    ("POST", KSERVE_PATH): "ingest",
+    ("GET", "/metrics"): "read",
+}
+"""The role each HTTP route needs when authentication is on; ``/healthz`` is open."""
+
 #: Returns the metrics exposition and its content type.
 MetricsText = Callable[[], tuple[bytes, str]]
 
@@ -50,6 +75,8 @@ _METRICS: web.AppKey[MetricsText | None] = web.AppKey("metrics")
 _EVENTS: web.AppKey[EventLog | None] = web.AppKey("events", EventLog)
 _STOPPING: web.AppKey[Callable[[], bool]] = web.AppKey("stopping")
 _MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
+_AUTH: web.AppKey[AuthInterceptor | None] = web.AppKey("auth", AuthInterceptor)
+_KSERVE_OPEN: web.AppKey[bool] = web.AppKey("kserve_open", bool)
 
 
 class ListenError(BaselinedError):
@@ -60,6 +87,47 @@ class ListenError(BaselinedError):
 
 def _problem(status: int, reason: str, message: str) -> web.Response:
     return web.json_response({"error": reason, "message": message}, status=status)
+
+
+def _peer_common_name(request: web.Request) -> str | None:
+    """The common name of the mTLS client certificate, if the connection has one."""
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    if not cert:
+        return None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
+@web.middleware
+async def _authorize(request: web.Request, handler: Any) -> web.StreamResponse:
+    auth = request.app[_AUTH]
+    method = "GET" if request.method == "HEAD" else request.method
+    role = HTTP_REQUIRED_ROLE.get((method, request.path))
+    if auth is None or role is None:
+        result: web.StreamResponse = await handler(request)
+        return result
+    what = f"{method} {request.path}"
+    header = request.headers.get("Authorization")
+    metadata = [("authorization", header)] if header is not None else []
+    cn = _peer_common_name(request)
+    principal: Principal | None = None
+    if not (request.app[_KSERVE_OPEN] and request.path == KSERVE_PATH and not metadata and not cn):
+        try:
+            principal = auth.check_role(role, what, metadata, cn)
+        except AuthDenied as denied:
+            await auth.report_denied(denied.principal, what, denied, peer=request.remote or "")
+            status = 403 if denied.grpc_code == "PERMISSION_DENIED" else 401
+            response = _problem(status, denied.rule, str(denied))
+            if status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="baselined"'
+            return response
+    with using_principal(principal):
+        result = await handler(request)
+    return result
 
 
 async def _kserve(request: web.Request) -> web.Response:
@@ -124,12 +192,18 @@ def build_app(
     max_body: int = 4 * 1024 * 1024,
     stopping: Callable[[], bool] = lambda: False,
     events: EventLog | None = None,
+    auth: AuthInterceptor | None = None,
+    kserve_allow_unauthenticated: bool = False,
 ) -> web.Application:
     """The aiohttp application: ``kserve`` ingests ``/v1/kserve`` (None: 404),
     ``metrics_text`` serves ``/metrics`` (None: 404), bodies past ``max_body``
-    bytes get 413, and ``stopping`` turns ``/healthz`` to 503."""
+    bytes get 413, and ``stopping`` turns ``/healthz`` to 503. With ``auth``
+    every route but ``/healthz`` checks :data:`HTTP_REQUIRED_ROLE`
+    (``kserve_allow_unauthenticated``: ``/v1/kserve`` without credentials too)."""
     # aiohttp's own cap answers chunked bodies; the handler checks Content-Length first.
-    app = web.Application(client_max_size=max_body)
+    app = web.Application(client_max_size=max_body, middlewares=[_authorize])
+    app[_AUTH] = auth
+    app[_KSERVE_OPEN] = kserve_allow_unauthenticated
     app[_KSERVE] = kserve
     app[_METRICS] = metrics_text
     app[_STOPPING] = stopping
@@ -155,7 +229,8 @@ def _split(address: str) -> tuple[str, int]:
 class HttpListener:
     """Serves :func:`build_app` on ``address`` (``host:port``; port 0 picks a
     free one, see :attr:`port`). ``pair_sweep`` is how often unpaired KServe
-    events past their TTL are ingested; ``ssl_context`` serves HTTPS."""
+    events past their TTL are ingested; ``ssl_context`` serves HTTPS; ``auth`` and
+    ``kserve_allow_unauthenticated`` as in :func:`build_app`."""
 
     def __init__(
         self,
@@ -169,6 +244,8 @@ class HttpListener:
         events: EventLog | None = None,
         shutdown_timeout: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        auth: AuthInterceptor | None = None,
+        kserve_allow_unauthenticated: bool = False,
     ) -> None:
         self._host, self._requested_port = _split(address)
         self._ssl_context = ssl_context  # HTTPS (mTLS) when set: sidecar.tls.TlsFiles
@@ -185,6 +262,8 @@ class HttpListener:
             max_body=max_body,
             stopping=is_stopping,
             events=events,
+            auth=auth,
+            kserve_allow_unauthenticated=kserve_allow_unauthenticated,
         )
         self._pair_sweep = pair_sweep
         self._shutdown_timeout = shutdown_timeout

@@ -203,12 +203,18 @@ class Sidecar:
             cooldown=self.guardrails.cooldown,
             sinks=build_sinks(settings, telemetry=telemetry) if sinks is None else sinks,
             alpha=self.guardrails.alpha,
+            owners=self._owners,
         )
         if tracer is None:
             tracer = telemetry.tracer if telemetry is not None else trace.get_tracer("baselined")
         self._tracer = tracer
         self.kserve = KServeIngest(self.windows, settings, clock=clock)
-        self.events = EventLog(self.store, clock=clock, max_clock_skew=settings.max_clock_skew)
+        self.events = EventLog(
+            self.store,
+            clock=clock,
+            max_clock_skew=settings.max_clock_skew,
+            retention_seconds=settings.event_retention_seconds,
+        )
         self._clock = clock
         if self.auth is not None and self.auth.on_denied is None:  # refused calls are audited
             denials = DenialRecorder(self.store, clock=clock)
@@ -228,6 +234,10 @@ class Sidecar:
         self._stopping = asyncio.Event()
         self._port: int | None = None
         self._stopped = False
+
+    def _owners(self, model: str, environment: str) -> tuple[str, ...]:
+        """The owners of (model, environment) from its stored policy (shown in alerts)."""
+        return tuple(self.store.get_policy(model, environment).owners)
 
     @property
     def port(self) -> int:
@@ -311,6 +321,8 @@ class Sidecar:
                 stopping=self._stopping.is_set,
                 shutdown_timeout=max(settings.shutdown_grace, 0.1),
                 ssl_context=self.tls.ssl_context() if self.tls is not None else None,
+                auth=self.auth,
+                kserve_allow_unauthenticated=settings.kserve_allow_unauthenticated,
             )
             try:
                 await http.start()

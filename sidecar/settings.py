@@ -79,6 +79,13 @@ class Settings:
     retention_seconds: int = field(
         default=7 * 24 * 3600, metadata={"help": "how long window data is kept", "check": _positive}
     )
+    event_retention_seconds: int = field(
+        default=90 * 24 * 3600,
+        metadata={
+            "help": "how long change events are kept (by event time); older events are refused",
+            "check": _positive,
+        },
+    )
     compression: int = field(
         default=1000,
         metadata={"help": "t-digest size (max centroids) per series", "check": _positive},
@@ -204,6 +211,13 @@ class Settings:
         default="",
         metadata={
             "help": "environment of KServe traffic; empty = the event's namespace (ce-namespace)"
+        },
+    )
+    kserve_allow_unauthenticated: bool = field(
+        default=False,
+        metadata={
+            "help": "with authentication on, accept POST /v1/kserve without credentials (KServe's"
+            " logger cannot send a token); prefer an http_listen on loopback in the pod"
         },
     )
 

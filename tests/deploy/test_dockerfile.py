@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket as stdlib_socket
 import subprocess
 import sys
 import time
@@ -79,3 +81,43 @@ def test_healthcheck_command_passes_on_a_serving_sidecar_and_fails_without(
         assert rc == 0
     stopped = subprocess.run(argv, env=run_env, capture_output=True, timeout=30)
     assert stopped.returncode != 0
+
+
+def test_image_defaults_serve_the_api_on_a_socket_and_health_on_tcp() -> None:
+    envs = _parser().envs
+    # Open mode (no principals) is only allowed on loopback or a Unix socket.
+    assert envs["BASELINED_LISTEN"] == "unix:/var/run/baselined/sidecar.sock"
+    assert envs["BASELINED_HEALTH_LISTEN"] == "0.0.0.0:50051"
+    assert "BASELINED_AUTH_TOKENS" not in envs and "BASELINED_ALLOW_OPEN" not in envs
+    runs = " ".join(_instructions("RUN"))
+    assert "/var/run/baselined" in runs, "the socket's directory must exist and be writable"
+
+
+def test_image_defaults_start_without_principals_and_pass_the_healthcheck(
+    tmp_path: Path,
+) -> None:
+    envs = _parser().envs
+    socket = tmp_path / "sidecar.sock"
+    with contextlib.closing(stdlib_socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The image's values, with the socket under tmp_path and a free health port.
+    env = {
+        "BASELINED_LISTEN": envs["BASELINED_LISTEN"].replace(
+            "/var/run/baselined/sidecar.sock", str(socket)
+        ),
+        "BASELINED_HEALTH_LISTEN": envs["BASELINED_HEALTH_LISTEN"].replace("50051", str(port)),
+        "BASELINED_AUTH_TOKENS": "",
+        "BASELINED_AUTH_TOKENS_FILE": "",
+        "BASELINED_ALLOW_OPEN": "false",
+    }
+    argv = [sys.executable if a == "python" else a for a in _healthcheck_argv()]
+    run_env = {**os.environ, **env}
+    with running_sidecar(env, socket):
+        deadline = time.monotonic() + 20
+        while True:
+            rc = subprocess.run(argv, env=run_env, capture_output=True, timeout=30).returncode
+            if rc == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert rc == 0, "the HEALTHCHECK must reach the TCP health listener"

@@ -21,12 +21,14 @@ from baselined.v1 import baselined_pb2 as pb
 from baselined.v1 import baselined_pb2_grpc as pb_grpc
 
 from middleware import Client, ClientError
-from sidecar.alerts import Alert
+from sidecar.alerts import Alert, Alerter
 from sidecar.cli import main
+from sidecar.governance import Governance
 from sidecar.guardrails import Tier
 from sidecar.server import SERVICE_NAMES, Sidecar, build_sinks
 from sidecar.settings import Settings
 from sidecar.sinks.alertmanager import AlertmanagerSink
+from sidecar.sinks.base import alert_annotations, alert_labels
 from tests.sidecar.test_alerts import PLAYBOOK, finding, result
 from tests.sidecar.test_baselines import ENV, MODEL, make_batch
 
@@ -363,3 +365,38 @@ def test_build_sinks_makes_what_the_settings_ask_for() -> None:
     finally:
         for sink in sinks:
             sink.close(0.1)
+
+
+def test_alerts_carry_the_owners_of_the_models_policy(served: Served) -> None:
+
+    Governance(served.sidecar.store).set_policy(
+        MODEL, ENV, four_eyes=False, owners=["team-risk", "alice"], reason="t", actor="admin"
+    )
+    served.sidecar.alerter.consecutive = 1
+    (fired,) = push(served, finding(Tier.MODERATE))
+    push(served, finding(Tier.SEVERE), environment="staging")  # no policy there
+
+    assert fired.labels["owners"] == "team-risk,alice"
+    assert fired.summary.endswith("tier moderate (owners: team-risk, alice)")
+    assert served.sink.sent[0] is fired
+    assert alert_labels(fired)["owners"] == "team-risk,alice"  # what Alertmanager gets
+    assert "owners: team-risk, alice" in alert_annotations(fired)["summary"]
+    listed = {a.environment: a for a in served.client.alerts().alerts}
+    assert listed[ENV].labels["owners"] == "team-risk,alice"
+    assert "owners" not in listed["staging"].labels
+
+
+def test_an_alert_fires_without_owners_when_the_policy_cannot_be_read() -> None:
+
+    reads: list[tuple[str, str]] = []
+
+    def broken(model: str, environment: str) -> list[str]:
+        reads.append((model, environment))
+        raise ConnectionError("the store is down")
+
+    alerter = Alerter(consecutive=1, owners=broken)
+    (fired,) = alerter.observe(result(finding(Tier.SEVERE), at=time.time()), PLAYBOOK)
+    assert fired.firing and "owners" not in fired.labels
+    assert reads == [(MODEL, ENV)]
+    alerter.observe(result(finding(Tier.SEVERE), at=time.time()), PLAYBOOK)  # still firing
+    assert reads == [(MODEL, ENV)], "owners are read when an alert fires, not on every check"
