@@ -600,7 +600,8 @@ def interceptor_from_settings(
     """The interceptor the settings ask for (principals from ``auth_tokens_file`` /
     ``auth_tokens``, or mTLS), or None in open mode. Raises ConfigError for a bad
     principals file, and when open mode is refused: no authentication configured
-    and ``listen`` is not loopback or a Unix socket, unless ``allow_open``."""
+    and ``listen`` or ``http_listen`` is not loopback or a Unix socket, unless
+    ``allow_open``."""
     configured = bool(settings.auth_tokens_file or settings.auth_tokens or settings.tls_client_ca)
     if configured:
         table = PrincipalTable(
@@ -614,24 +615,28 @@ def interceptor_from_settings(
                 "authentication is on but no principal is configured: every call is refused"
             )
         return AuthInterceptor(table)
-    listen = settings.listen
-    if is_local_address(listen):
+    # Open mode covers every listener that accepts requests: the gRPC one and the
+    # HTTP one (/v1/events, /v1/kserve, /metrics). health_listen serves only health.
+    exposed = [a for a in (settings.listen, getattr(settings, "http_listen", "")) if a]
+    remote = [a for a in exposed if not is_local_address(a)]
+    if not remote:
         log.warning(
             "open mode: no authentication configured (auth_tokens_file, auth_tokens,"
-            " tls_client_ca); serving without it because %s is loopback or a Unix socket",
-            listen,
+            " tls_client_ca); serving without it because %s %s loopback or a Unix socket",
+            " and ".join(exposed),
+            "is" if len(exposed) == 1 else "are",
         )
         return None
     if not settings.allow_open:
         raise ConfigError(
-            f"refusing to serve {listen} without authentication: it is not loopback or a Unix"
-            " socket. Configure principals (--auth-tokens-file, BASELINED_AUTH_TOKENS) or mTLS"
-            " (--tls-client-ca), listen on 127.0.0.1 or unix:/path, or force open mode with"
+            f"refusing to serve {' and '.join(remote)} without authentication: not loopback or"
+            " a Unix socket. Configure principals (--auth-tokens-file, BASELINED_AUTH_TOKENS) or"
+            " mTLS (--tls-client-ca), listen on 127.0.0.1 or unix:/path, or force open mode with"
             " --insecure-open (BASELINED_ALLOW_OPEN=true)"
         )
     log.warning(
         "OPEN MODE on %s: anyone who can reach it may ingest, read and change baselines"
         " (--insecure-open)",
-        listen,
+        " and ".join(remote),
     )
     return None

@@ -14,8 +14,6 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
 
-from sidecar.settings import Settings
-
 __all__ = [
     "CLI_ENV",
     "DEPLOY",
@@ -23,7 +21,6 @@ __all__ = [
     "containers_by_name",
     "env_values",
     "load_docs",
-    "pending_settings",
     "running_sidecar",
     "sidecar_settings_env",
     "validate_k8s",
@@ -34,19 +31,6 @@ DEPLOY = REPO / "deploy"
 
 CLI_ENV = frozenset({"BASELINED_TARGET", "BASELINED_ENVIRONMENT", "BASELINED_ACTOR"})
 """BASELINED_* variables of the query CLI (docs/configuration.md), not of `serve`."""
-
-_PENDING = {
-    "BASELINED_HEALTH_LISTEN": (
-        "health_listen: a second gRPC listener serving only grpc.health.v1, so the kubelet's"
-        " grpc probe reaches a TCP port while ingest stays on the Unix socket"
-    ),
-}
-
-
-def pending_settings() -> dict[str, str]:
-    """Settings the manifests use that ``sidecar.settings`` does not define yet (see deploy/README.md)."""
-    known = {f"BASELINED_{n.upper()}" for n in Settings.names()}
-    return {k: v for k, v in _PENDING.items() if k not in known}
 
 
 def load_docs(path: Path) -> list[dict[str, Any]]:
@@ -73,14 +57,11 @@ def env_values(container: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sidecar_settings_env(env: Mapping[str, Any]) -> dict[str, str]:
-    """The ``BASELINED_*`` plain values ``baselined serve`` reads, minus pending and CLI ones."""
+    """The ``BASELINED_*`` plain values ``baselined serve`` reads, minus the CLI's own."""
     return {
         k: str(v)
         for k, v in env.items()
-        if k.startswith("BASELINED_")
-        and k not in CLI_ENV
-        and k not in _PENDING
-        and isinstance(v, str)
+        if k.startswith("BASELINED_") and k not in CLI_ENV and isinstance(v, str)
     }
 
 

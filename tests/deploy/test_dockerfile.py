@@ -54,7 +54,8 @@ def test_runs_as_a_non_root_user() -> None:
 
 def test_entrypoint_exposes_and_healthcheck() -> None:
     assert json.loads(_instructions("ENTRYPOINT")[-1]) == ["baselined", "serve"]
-    assert set(_instructions("EXPOSE")[-1].split()) == {"50051", "8080"}
+    # Only the health port: the HTTP listener stays on loopback without principals.
+    assert set(_instructions("EXPOSE")[-1].split()) == {"50051"}
     health = _instructions("HEALTHCHECK")
     assert len(health) == 1 and "CMD [" in health[0]
 

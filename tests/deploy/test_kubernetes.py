@@ -17,7 +17,6 @@ from tests.deploy.support import (
     containers_by_name,
     env_values,
     load_docs,
-    pending_settings,
     sidecar_settings_env,
     validate_k8s,
 )
@@ -128,11 +127,20 @@ def test_sidecar_env_is_accepted_by_baselined_serve(tmp_path: Path) -> None:
         Guardrails.load(settings.guardrails)
 
 
-def test_sidecar_has_the_health_listener_the_probes_need() -> None:
-    missing = pending_settings()
-    if missing:
-        pytest.skip(f"sidecar.settings lacks {sorted(missing)}: {'; '.join(missing.values())}")
-    assert "health_listen" in Settings.names()
+def test_probes_hit_the_health_listener_and_open_mode_is_allowed() -> None:
+    """The grpc probes dial the port health_listen binds, and the sidecar's env passes
+    the open-mode rule (API on the socket, HTTP on loopback), so the pod can start."""
+    from sidecar.auth import interceptor_from_settings
+
+    for path in (NATIVE, LEGACY):
+        pod = _pod(path)
+        side = containers_by_name(pod).get("baselined") or pod["initContainers"][0]
+        env = env_values(side)
+        port = int(env["BASELINED_HEALTH_LISTEN"].rpartition(":")[2])
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert side[probe]["grpc"]["port"] == port, (path.name, probe)
+        settings = Settings.resolve({}, env=sidecar_settings_env(env))
+        assert interceptor_from_settings(settings) is None  # open mode, and allowed
 
 
 def test_guardrails_configmap_loads_with_its_overrides(tmp_path: Path) -> None:

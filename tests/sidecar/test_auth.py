@@ -267,6 +267,19 @@ def test_open_mode_is_refused_off_loopback_unless_forced() -> None:
     assert interceptor_from_settings(settings_for(listen="unix:/tmp/x.sock")) is None
 
 
+def test_open_mode_covers_the_http_listener_too() -> None:
+    """/v1/events and /v1/kserve change state: an open HTTP listener on the network is
+    refused like an open gRPC one, naming the address."""
+    with pytest.raises(ConfigError, match=r"0\.0\.0\.0:9464 without authentication"):
+        Sidecar(settings_for(listen="unix:/tmp/x.sock", http_listen="0.0.0.0:9464"))
+    assert (
+        interceptor_from_settings(settings_for(listen="127.0.0.1:0", http_listen="127.0.0.1:0"))
+        is None
+    )
+    forced = settings_for(listen="127.0.0.1:0", http_listen="0.0.0.0:0", allow_open=True)
+    assert interceptor_from_settings(forced) is None
+
+
 def test_open_mode_on_loopback_says_so(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="sidecar.auth"):
         assert interceptor_from_settings(settings_for(listen="127.0.0.1:0")) is None

@@ -43,7 +43,7 @@ env:
   - name: BASELINED_HEALTH_LISTEN
     value: {{ printf "0.0.0.0:%v" .Values.sidecar.healthPort | quote }}
   - name: BASELINED_HTTP_LISTEN
-    value: {{ printf "0.0.0.0:%v" .Values.sidecar.httpPort | quote }}
+    value: {{ printf "127.0.0.1:%v" .Values.sidecar.httpPort | quote }}
   - name: BASELINED_PROMETHEUS_METRICS
     value: "true"
   - name: BASELINED_STORE
@@ -73,8 +73,6 @@ env:
 ports:
   - name: grpc-health
     containerPort: {{ .Values.sidecar.healthPort }}
-  - name: http-metrics
-    containerPort: {{ .Values.sidecar.httpPort }}
 startupProbe:
   grpc:
     port: {{ .Values.sidecar.healthPort }}
