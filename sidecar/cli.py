@@ -698,32 +698,8 @@ def _cmd_retire(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    if args.limit <= 0:
-        raise _UsageError("--limit must be greater than 0")
-    with _client(args) as client:
-        response = client.audit(
-            model=args.model or "", environment=args.environment or "", limit=args.limit
-        )
-    if args.json:
-        _print_json(response)
-        return EXIT_OK
-    rows = [
-        [
-            str(e.seq),
-            _fmt_time(e.time),
-            e.actor,
-            e.action,
-            f"{e.model}/{e.environment}",
-            e.target,
-            e.reason,
-        ]
-        for e in response.entries
-    ]
-    if not rows:
-        print("no audit entries")
-        return EXIT_OK
-    print(_table(["seq", "time", "actor", "action", "model/env", "target", "reason"], rows))
-    return EXIT_OK
+    """``baselines audit``: the same listing as ``audit list`` (kept as an alias)."""
+    return _cmd_audit_list(args)
 
 
 def _cmd_window(args: argparse.Namespace) -> int:
