@@ -2,10 +2,13 @@
 
 ``baselined serve`` runs the sidecar. Every other command talks to a running
 sidecar over gRPC (``--target``, ``BASELINED_TARGET``, default
-``127.0.0.1:50051``): ``baselines freeze|list|show|active|promote|rollback|retire|audit|approve|pending``,
-``policy show|set``, ``audit list|verify``,
-``windows show``, ``alerts list|watch``, ``events add|list`` and ``compare``. Read commands print a table, or JSON with ``--json``.
-``baselined demo`` runs the end-to-end demo.
+``127.0.0.1:50051``; credentials with ``--token`` and ``--tls-*``):
+``baselines freeze|list|show|active|promote|rollback|retire|audit|approve|pending|export|import|diff``,
+``policy show|set``, ``audit list|verify``, ``windows show``, ``alerts list|watch``,
+``events add|list`` and ``compare``. Read commands print a table, or JSON with
+``--json``. ``baselined replay FILE`` runs the engine over a JSON Lines file on a
+simulated clock; ``baselined demo`` runs the end-to-end demo; ``baselined auth
+hash-token`` hashes a token for the principals file.
 
 Exit codes: 0 success, 1 the sidecar refused or failed the request, 2 bad
 usage or configuration, 3 the sidecar could not be reached.
