@@ -261,6 +261,23 @@ class EventLog:
             self._audit(stored)
         return stored
 
+    def update_attributes(
+        self, model: str, event_id: str, attributes: Mapping[str, str]
+    ) -> EventRecord:
+        """Merge ``attributes`` into a stored event (derived events keep their
+        instance share current this way). Raises InvalidInput when the merged
+        attributes would break the limits, NotFound for an unknown event."""
+        if len(attributes) > MAX_ATTRIBUTES or any(
+            not isinstance(v, str) for v in attributes.values()
+        ):
+            raise InvalidInput(f"at most {MAX_ATTRIBUTES} string attributes")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
+        if size > MAX_ATTRIBUTE_BYTES:
+            raise InvalidInput(
+                f"the attributes take {size} bytes, over the limit of {MAX_ATTRIBUTE_BYTES}"
+            )
+        return self._store.update_event_attributes(model, event_id, attributes)
+
     def _audit(self, event: EventRecord) -> None:
         # The event is stored already: a failed audit write is logged, not raised,
         # so a retrying client does not record the event twice.

@@ -42,6 +42,7 @@ from sidecar.compare import Comparator
 from sidecar.errors import BaselinedError, ConfigError
 from sidecar.events import EventLog
 from sidecar.events_service import EventsService
+from sidecar.fingerprints import FingerprintTracker
 from sidecar.governance_service import GovernanceService
 from sidecar.guardrails import Guardrails
 from sidecar.http import HttpListener
@@ -215,6 +216,8 @@ class Sidecar:
             max_clock_skew=settings.max_clock_skew,
             retention_seconds=settings.event_retention_seconds,
         )
+        self.fingerprints = FingerprintTracker(self.events, clock=clock)
+        self.windows.on_fingerprint = self.fingerprints.observe_batch
         self._clock = clock
         if self.auth is not None and self.auth.on_denied is None:  # refused calls are audited
             denials = DenialRecorder(self.store, clock=clock)

@@ -161,7 +161,9 @@ class Windows:
     restarted sidecar never overwrites its predecessor's partials. ``clock``
     (unix seconds) is what timestamps are checked against. ``on_batch`` (for
     telemetry) is called after each accepted batch with the decoded batch and
-    the ``time.time_ns()`` at which its ingest began.
+    the ``time.time_ns()`` at which its ingest began; ``on_fingerprint`` (the
+    fingerprint tracker, ``sidecar.fingerprints``) with the decoded batch.
+    Neither can refuse a batch: their errors are swallowed.
     """
 
     def __init__(
@@ -172,8 +174,10 @@ class Windows:
         clock: Callable[[], float] = time.time,
         writer: str | None = None,
         on_batch: Callable[[DecodedBatch, int], None] | None = None,
+        on_fingerprint: Callable[[DecodedBatch], None] | None = None,
     ) -> None:
         self.on_batch = on_batch
+        self.on_fingerprint = on_fingerprint
         self.writer = writer or f"{settings.instance}:{secrets.token_hex(4)}"
         self._settings = settings
         self._store = store
@@ -233,6 +237,9 @@ class Windows:
                 self._counts["batches_rejected"] += 1
                 self._counts["records_rejected"] += len(batch.timestamps)
             raise
+        if self.on_fingerprint is not None:
+            with contextlib.suppress(Exception):  # derived events must never refuse a batch
+                self.on_fingerprint(data)
         if self.on_batch is not None:
             with contextlib.suppress(Exception):  # telemetry must never refuse a batch
                 self.on_batch(data, began)

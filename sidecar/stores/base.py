@@ -236,6 +236,16 @@ class Store(Protocol):
         one (they apply to every environment)."""
         ...
 
+    def update_event_attributes(
+        self, model: str, event_id: str, attributes: Mapping[str, str]
+    ) -> EventRecord:
+        """Merge ``attributes`` into the stored event's attributes (a key given
+        replaces the stored value; others are kept) and return the updated
+        event. Events are otherwise append-only: this is for figures that keep
+        moving after the event is recorded (a derived event's instance share).
+        Raises ``NotFound`` when ``model`` has no event ``event_id``."""
+        ...
+
     # -- lifecycle -------------------------------------------------------------
 
     def ping(self) -> None:

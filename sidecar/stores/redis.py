@@ -883,7 +883,10 @@ class RedisStore:
             pipe.execute()
         return record
 
-    def _events_of(self, model: str) -> list[EventRecord]:
+    def _event_attrs_key(self, model: str) -> str:
+        return f"{self._m(model)}:event-attrs"
+
+    def _stream_events(self, model: str) -> list[EventRecord]:
         key = self._events_key(model)
         out: list[EventRecord] = []
         low = "-"
@@ -896,6 +899,26 @@ class RedisStore:
             if len(rows) < 1000:
                 return out
             low = "(" + _s(rows[-1][0])
+
+    def _events_of(self, model: str) -> list[EventRecord]:
+        """The model's events, with attribute updates (the side hash) merged in.
+
+        The hash is read before the stream: an id in the hash that the stream no
+        longer holds was trimmed away, and its updates are deleted here."""
+        raw = cast(dict[bytes, bytes], self._client.hgetall(self._event_attrs_key(model)))
+        events = self._stream_events(model)
+        if not raw:
+            return events
+        updates = {_s(k): json.loads(v) for k, v in raw.items()}
+        out = [
+            dataclasses.replace(e, attributes={**e.attributes, **updates.pop(e.id)})
+            if e.id in updates
+            else e
+            for e in events
+        ]
+        if updates:  # orphans of trimmed events
+            self._client.hdel(self._event_attrs_key(model), *updates)
+        return out
 
     def list_events(
         self,
@@ -923,6 +946,32 @@ class RedisStore:
             ]
         found.sort(key=lambda e: (e.time, e.id))
         return found[-limit:]
+
+    def update_event_attributes(
+        self, model: str, event_id: str, attributes: Mapping[str, str]
+    ) -> EventRecord:
+        """Stream entries cannot change: the updates go to the side hash
+        ``{prefix}:{model}:event-attrs`` (field: event id, value: the JSON of all
+        updated attributes), merged into the event when it is read. The merge is
+        optimistic (``WATCH``) so concurrent updates of one event both count."""
+        key = self._event_attrs_key(model)
+        with self._errors():
+            current = next((e for e in self._events_of(model) if e.id == event_id), None)
+            if current is None:
+                raise NotFound(f"model {model!r} has no event {event_id!r}")
+            with self._client.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)  # type: ignore[no-untyped-call]
+                        raw = cast(bytes | None, pipe.hget(key, event_id))
+                        merged = {**(json.loads(raw) if raw else {}), **attributes}
+                        pipe.multi()
+                        pipe.hset(key, event_id, json.dumps(merged, sort_keys=True))
+                        pipe.execute()
+                        break
+                    except redis.WatchError:
+                        continue
+        return dataclasses.replace(current, attributes={**current.attributes, **merged})
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -740,6 +740,24 @@ class SQLiteStore:
             rows = conn.execute(sql, params).fetchall()
         return [EventRecord.from_json(r[0]) for r in reversed(rows)]
 
+    def update_event_attributes(
+        self, model: str, event_id: str, attributes: Mapping[str, str]
+    ) -> EventRecord:
+        """Merge ``attributes`` into the stored event (one transaction)."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT record FROM events WHERE id = ? AND model = ?", (event_id, model)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"model {model!r} has no event {event_id!r}")
+            old = EventRecord.from_json(row[0])
+            record = dataclasses.replace(old, attributes={**old.attributes, **attributes})
+            conn.execute(
+                "UPDATE events SET record = ? WHERE id = ? AND model = ?",
+                (record.to_json(), event_id, model),
+            )
+        return record
+
     # -- lifecycle ---------------------------------------------------------------
 
     def ping(self) -> None:

@@ -574,6 +574,28 @@ def test_append_event_without_model_is_refused(store: Store) -> None:
     assert store.list_events(None, None, 0.0, math.inf, 10) == []
 
 
+def test_update_event_attributes_merges_and_survives_listing(store: Store) -> None:
+    stored = store.append_event(event(type="library_update", attributes={"share": "0.1"}))
+    other = store.append_event(event(at=1_700_000_010.0))
+    updated = store.update_event_attributes("fraud", stored.id, {"share": "0.5", "seen": "10"})
+    assert dict(updated.attributes) == {"share": "0.5", "seen": "10"}
+    store.update_event_attributes("fraud", stored.id, {"share": "1.0"})
+    got = store.list_events("fraud", None, 0.0, math.inf, 10)
+    assert [e.id for e in got] == [stored.id, other.id]
+    assert dict(got[0].attributes) == {"share": "1.0", "seen": "10"}  # merged, not replaced
+    assert dict(got[1].attributes) == {"commit": "abc123", "pipeline": "ci #42"}  # untouched
+    assert got[0].type == "library_update" and got[0].time == stored.time
+
+
+def test_update_event_attributes_of_an_unknown_event_is_not_found(store: Store) -> None:
+    stored = store.append_event(event())
+    with pytest.raises(NotFound):
+        store.update_event_attributes("fraud", "ev-nope", {"share": "1"})
+    with pytest.raises(NotFound):
+        store.update_event_attributes("ranker", stored.id, {"share": "1"})  # another model's
+    assert store.list_events(None, None, 0.0, math.inf, 10) == [stored]
+
+
 # -- governance and the audit hash chain -------------------------------------------
 
 
