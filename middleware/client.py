@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -369,6 +369,60 @@ class Client:
             limit=limit,
         )
         return self._call("ListEvents", request, pb.ListEventsResponse, self._events)
+
+    # -- impact reports (Impact service) ---------------------------------------------
+
+    def impact_report(self, report_id: str) -> pb.ImpactReport:
+        """One impact report by id (``im-...``)."""
+        stub = pb_grpc.ImpactStub(self._channel)  # type: ignore[no-untyped-call]
+        request = pb.GetImpactReportRequest(id=report_id)
+        return self._call("GetImpactReport", request, pb.ImpactReport, stub)
+
+    def impact_reports(
+        self,
+        model: str = "",
+        environment: str = "",
+        *,
+        start: float = 0.0,
+        end: float = 0.0,
+        verdicts: Sequence[str] = (),
+        limit: int = 0,
+    ) -> pb.ListImpactReportsResponse:
+        """Impact reports of events with ``start <= time < end`` (0: unbounded),
+        oldest first; ``verdicts`` names verdicts (``no_change``, ``regression``,
+        ``inconclusive``, ``pending``; empty: all)."""
+        stub = pb_grpc.ImpactStub(self._channel)  # type: ignore[no-untyped-call]
+        request = pb.ListImpactReportsRequest(
+            model=model,
+            environment=environment,
+            start=start,
+            end=end,
+            verdicts=[pb.ImpactVerdict.Value("IMPACT_VERDICT_" + v.upper()) for v in verdicts],
+            limit=limit,
+        )
+        return self._call("ListImpactReports", request, pb.ListImpactReportsResponse, stub)
+
+    # -- outcomes and quality (Outcomes service, issue 8) ------------------------------
+
+    def record_outcomes(self, batches: Iterable[pb.OutcomeBatch]) -> pb.RecordOutcomesResponse:
+        """Stream outcome batches (``RecordOutcomes``); the counts come back at the end.
+
+        The deadline covers the whole stream: long backfills use a larger ``timeout``.
+        """
+        stub = pb_grpc.OutcomesStub(self._channel)  # type: ignore[no-untyped-call]
+        try:
+            response: pb.RecordOutcomesResponse = stub.RecordOutcomes(
+                iter(batches), timeout=self.timeout
+            )
+        except grpc.RpcError as err:
+            raise _client_error("RecordOutcomes", err) from err
+        return response
+
+    def quality(self, model: str, environment: str) -> pb.QualityView:
+        """Quality of the live window against the active baseline, per slice (``GetQuality``)."""
+        stub = pb_grpc.OutcomesStub(self._channel)  # type: ignore[no-untyped-call]
+        request = pb.GetQualityRequest(model=model, environment=environment)
+        return self._call("GetQuality", request, pb.QualityView, stub)
 
     # -- baselines across environments (Governance service) ----------------------------
 

@@ -123,16 +123,22 @@ class ShadowStats:
     records_dropped_signal_overflow: int
     records_dropped_extractor_error: int
     reconnects: int
+    records_dropped_too_large: int = 0
 
     @property
     def records_dropped(self) -> dict[str, int]:
-        """Drops by reason: queue_full, sidecar_unavailable, signal_overflow, extractor_error."""
-        return {
+        """Drops by reason: queue_full, sidecar_unavailable, signal_overflow,
+        extractor_error; and message_too_large once nonzero (a batch message over
+        the shipper's ``max_message_bytes``)."""
+        counts = {
             "queue_full": self.records_dropped_queue_full,
             "sidecar_unavailable": self.records_dropped_sidecar_unavailable,
             "signal_overflow": self.records_dropped_signal_overflow,
             "extractor_error": self.records_dropped_extractor_error,
         }
+        if self.records_dropped_too_large:
+            counts["message_too_large"] = self.records_dropped_too_large
+        return counts
 
 
 def _setting(
@@ -398,6 +404,7 @@ class Shadow:
             records_dropped_signal_overflow=rec.signal_overflow,
             records_dropped_extractor_error=self._extractor_errors,
             reconnects=sh.reconnects if sh else 0,
+            records_dropped_too_large=sh.dropped_too_large if sh else 0,
         )
 
     def report_drops(self, source: Callable[[], Mapping[str, int]]) -> None:

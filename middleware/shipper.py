@@ -35,9 +35,21 @@ from baselined.v1 import baselined_pb2 as pb
 
 from middleware.buffer import ColumnBuffer, Recorder
 
-__all__ = ["MAX_DROPPED_REASONS", "Backoff", "RateLimitedLog", "Shipper", "encode_dropped"]
+__all__ = [
+    "MAX_DROPPED_REASONS",
+    "MAX_MESSAGE_BYTES",
+    "Backoff",
+    "RateLimitedLog",
+    "Shipper",
+    "encode_dropped",
+]
 
 logger = logging.getLogger("baselined.middleware")
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Largest batch message sent (the sidecar's default ``max_batch_bytes``); larger
+ones (long categorical strings can get there) are dropped and counted
+(``message_too_large``), and gRPC's ``max_send_message_length`` is set to it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +143,7 @@ class Shipper:
     """Sends the recorder's batches to the sidecar from a daemon thread.
 
     Counters (``shipped``, ``accepted``, ``rejected``, ``dropped_unavailable``,
+    ``dropped_too_large``,
     ``reconnects``) are read by :meth:`middleware.Shadow.stats`. ``dropped``,
     when given, returns the process's cumulative drop counts by reason; they go
     in the ``dropped`` field of every batch.
@@ -154,8 +167,10 @@ class Shipper:
         clock: Callable[[], float] = time.monotonic,
         dropped: Callable[[], Mapping[str, int]] | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._recorder = recorder
+        self._max_message_bytes = max_message_bytes
         self._credentials = credentials  # TLS and/or a bearer token: middleware.client
         self._dropped = dropped
         self._target = target
@@ -193,6 +208,7 @@ class Shipper:
         self.accepted = 0
         self.rejected = 0
         self.dropped_unavailable = 0
+        self.dropped_too_large = 0
         self.reconnects = 0
 
     def reset_after_fork(self) -> None:
@@ -331,6 +347,7 @@ class Shipper:
             options = [
                 ("grpc.max_reconnect_backoff_ms", int(self._backoff.maximum * 1000)),
                 ("grpc.initial_reconnect_backoff_ms", max(1, int(self._backoff.initial * 1000))),
+                ("grpc.max_send_message_length", self._max_message_bytes),
                 *self._channel_options,
             ]
             if self._credentials is not None:
@@ -528,6 +545,18 @@ class Shipper:
         finally:
             for buf in bufs:
                 self._recorder.release(buf)
+        if len(msg) > self._max_message_bytes:
+            # gRPC would fail the whole stream (RESOURCE_EXHAUSTED): drop this one message.
+            with self._stats_lock:
+                self.dropped_too_large += rows
+            self._log.warning(
+                "too_large",
+                "baselined batch of %d rows is %d bytes, over max_message_bytes=%d; dropped",
+                rows,
+                len(msg),
+                self._max_message_bytes,
+            )
+            return
         end = self._clock() + self._send_timeout
         if deadline is not None:
             end = min(end, deadline)

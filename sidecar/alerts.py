@@ -9,6 +9,11 @@ alert resolves once its condition has been clear for ``resolve_after``
 seconds; a fingerprint that resolved because its condition cleared cannot
 fire again for ``cooldown`` seconds.
 
+With a ``correlate`` function (:class:`sidecar.correlation.Correlator`), an
+alert that fires or escalates carries root-cause hints (``Alert.correlation``:
+change point, suspects, fingerprint difference, slice attribution); the
+function runs outside the lock and a failure never stops the alert.
+
 Alerts carry the model's owners (``owners`` lookup, read once per check when
 an alert fires) as the label ``owners`` (comma-separated) and in the summary.
 
@@ -32,12 +37,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sidecar.compare import ComparisonResult, SeriesFinding
+from sidecar.correlation import Correlation
 from sidecar.guardrails import Tier
 from sidecar.records import ALL_TRAFFIC, SeriesId
 from sidecar.stats.effects import Effect
+
+if TYPE_CHECKING:
+    from sidecar.lease import ScopeState
 
 __all__ = [
     "ALERT_NAME",
@@ -80,6 +89,9 @@ class Alert:
     summary: str
     playbook_url: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Root-cause hints (change point, suspects, fingerprint difference, slice
+    # attribution), set when the alert fires or escalates; None without a correlator.
+    correlation: Correlation | None = None
 
     @property
     def firing(self) -> bool:
@@ -348,6 +360,7 @@ class Alerter:
         alpha: float = 0.01,
         history: int = 1000,
         owners: Callable[[str, str], Sequence[str]] | None = None,
+        correlate: Callable[[SeriesFinding, ComparisonResult], Correlation] | None = None,
     ) -> None:
         if consecutive < 1:
             raise ValueError(f"consecutive must be at least 1, got {consecutive}")
@@ -366,6 +379,15 @@ class Alerter:
         self._subscribers: list[Subscription] = []
         self._owners = owners
         self._owners_cache: dict[tuple[str, str], tuple[str, ...]] = {}
+        # Alerts decided outside the comparison loop (impact reports): fingerprint -> alert.
+        self._published: dict[str, Alert] = {}
+        self._correlate = correlate
+        # Fleet mode (sidecar.lease.Fleet sets both): ``commit(model, environment)``
+        # stores a scope's state, fenced by the lease, after a check and before
+        # its changes go out (raising: not the leader, nothing goes out);
+        # ``fleet_alerts()`` adds the stored alerts of scopes other sidecars lead.
+        self.commit: Callable[[str, str], None] | None = None
+        self.fleet_alerts: Callable[[], Sequence[Alert]] | None = None
 
     # -- queries
 
@@ -379,8 +401,11 @@ class Alerter:
         ones), newest first; None or "" matches every model / environment."""
         with self._lock:
             found = [t.firing for t in self._tracks.values() if t.firing is not None]
+            found += list(self._published.values())
             if include_resolved:
                 found += list(self._resolved)
+        if self.fleet_alerts is not None:
+            found += [a for a in self.fleet_alerts() if include_resolved or a.firing]
         return sorted(
             (
                 a
@@ -426,8 +451,44 @@ class Alerter:
             self._owners_cache.clear()  # owners are read afresh on each check
             changes = self._advance(result, playbook_url, now)
             subscribers = list(self._subscribers)
+        if self._correlate is not None:
+            changes = self._enrich(changes, result, now)
+        if self.commit is not None:
+            try:
+                self.commit(result.model, result.environment)
+            except Exception:
+                self.forget_scope(result.model, result.environment)
+                raise
         self._deliver(changes, subscribers)
         return changes
+
+    def _enrich(self, changes: list[Alert], result: ComparisonResult, now: float) -> list[Alert]:
+        """Add the correlation to alerts that fired in this check (outside the lock:
+        it reads the store). A failing correlator is logged; the alert goes out as is."""
+        assert self._correlate is not None
+        out: list[Alert] = []
+        enriched: dict[str, Alert] = {}
+        for alert in changes:
+            if alert.state == FIRING and alert.started_at == now and alert.findings:
+                try:
+                    correlation = self._correlate(alert.findings[0], result)
+                except Exception:
+                    log.exception("cannot correlate alert %s; sent without", alert.fingerprint)
+                else:
+                    alert = replace(alert, correlation=correlation)
+                    enriched[alert.fingerprint] = alert
+            out.append(alert)
+        if enriched:
+            with self._lock:
+                for track in self._tracks.values():
+                    current = track.firing
+                    if current is None or current.fingerprint not in enriched:
+                        continue
+                    if current.started_at == now and current.correlation is None:
+                        track.firing = replace(
+                            current, correlation=enriched[current.fingerprint].correlation
+                        )
+        return out
 
     def _advance(self, result: ComparisonResult, playbook_url: str, now: float) -> list[Alert]:
         model, env = result.model, result.environment
@@ -578,6 +639,91 @@ class Alerter:
             for sub in subscribers:
                 if sub.wants(alert):
                     sub.push(alert)
+
+    # -- fleet mode: a scope's state moves between sidecars (sidecar.lease)
+
+    def export_scope(self, model: str, environment: str) -> ScopeState:
+        """The lifecycle state of one (model, environment), for the store."""
+        from sidecar.lease import ScopeState
+
+        state = ScopeState(model, environment)
+        with self._lock:
+            for (m, e, series, phase), track in self._tracks.items():
+                if m == model and e == environment:
+                    state.tracks[(series, phase)] = (
+                        dict(track.streak),
+                        track.firing,
+                        track.clear_since,
+                    )
+            state.resolved = [
+                a for a in self._resolved if a.model == model and a.environment == environment
+            ]
+            fingerprints = {a.fingerprint for a in state.resolved}
+            state.cooldowns = {
+                fp: until for fp, until in self._cooldown_until.items() if fp in fingerprints
+            }
+        return state
+
+    def load_scope(self, state: ScopeState) -> None:
+        """Replace the state of ``state``'s (model, environment) with ``state``
+        (a sidecar taking over the lease): firing alerts stay firing, nothing
+        is sent."""
+        model, environment = state.model, state.environment
+        with self._lock:
+            self._drop_scope(model, environment)
+            for (series, phase), (streak, firing, clear_since) in state.tracks.items():
+                track = _Track(streak=dict(streak), firing=firing, clear_since=clear_since)
+                self._tracks[(model, environment, series, phase)] = track
+            for fp, until in state.cooldowns.items():
+                self._cooldown_until[fp] = max(until, self._cooldown_until.get(fp, 0.0))
+            known = {(a.fingerprint, a.resolved_at) for a in self._resolved}
+            self._resolved.extend(
+                a for a in state.resolved if (a.fingerprint, a.resolved_at) not in known
+            )
+
+    def forget_scope(self, model: str, environment: str) -> None:
+        """Drop the tracks of one (model, environment) (its lease went to another sidecar)."""
+        with self._lock:
+            self._drop_scope(model, environment)
+
+    def _drop_scope(self, model: str, environment: str) -> None:
+        for key in [k for k in self._tracks if k[0] == model and k[1] == environment]:
+            del self._tracks[key]
+
+    def show_watchers(self, alerts: Iterable[Alert]) -> None:
+        """Feed changes another sidecar raised to this one's watchers (not its sinks)."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for alert in alerts:
+            for sub in subscribers:
+                if sub.wants(alert):
+                    sub.push(alert)
+
+    def publish(self, alert: Alert) -> None:
+        """Fire an alert decided outside the comparison loop (an impact report's
+        regression, ``sidecar.impact``): delivered to sinks and watchers now and
+        listed as firing until :meth:`retract`. Publishing a firing fingerprint
+        again changes nothing."""
+        with self._lock:
+            if alert.fingerprint in self._published:
+                return
+            self._published[alert.fingerprint] = alert
+            subscribers = list(self._subscribers)
+        self._deliver([alert], subscribers)
+
+    def retract(self, fingerprint: str) -> Alert | None:
+        """Resolve a published alert (delivered like any resolve); None when it is
+        not firing."""
+        now = self._clock()
+        with self._lock:
+            alert = self._published.pop(fingerprint, None)
+            if alert is None:
+                return None
+            resolved = replace(alert, state=RESOLVED, updated_at=now, resolved_at=now)
+            self._resolved.append(resolved)
+            subscribers = list(self._subscribers)
+        self._deliver([resolved], subscribers)
+        return resolved
 
     def end_watchers(self) -> None:
         """End every subscription (their iterations stop after the queued changes)."""

@@ -87,6 +87,8 @@ REQUIRED_ROLE: dict[str, str] = {
     _B + "Alerts/Compare": "read",
     _B + "Events/RecordEvent": "admin",
     _B + "Events/ListEvents": "read",
+    _B + "Impact/GetImpactReport": "read",
+    _B + "Impact/ListImpactReports": "read",
     _B + "Governance/GetPolicy": "read",
     _B + "Governance/SetPolicy": "admin",
     _B + "Governance/ListPending": "read",
@@ -96,6 +98,9 @@ REQUIRED_ROLE: dict[str, str] = {
     _B + "Governance/ExportBaseline": "admin",
     _B + "Governance/ImportBaseline": "admin",
     _B + "Governance/DiffBaselines": "read",
+    # Outcomes (issue 8): labels are data sent by the model's side, like samples.
+    _B + "Outcomes/RecordOutcomes": "ingest",
+    _B + "Outcomes/GetQuality": "read",
 }
 """The role each RPC needs, by full gRPC method name. A method missing here
 (and not under :data:`OPEN_PREFIXES`) is refused to everyone."""

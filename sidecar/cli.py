@@ -5,7 +5,7 @@ sidecar over gRPC (``--target``, ``BASELINED_TARGET``, default
 ``127.0.0.1:50051``; credentials with ``--token`` and ``--tls-*``):
 ``baselines freeze|list|show|active|promote|rollback|retire|audit|approve|pending|export|import|diff``,
 ``policy show|set``, ``audit list|verify``, ``windows show``, ``alerts list|watch``,
-``events add|list`` and ``compare``. Read commands print a table, or JSON with
+``events add|list``, ``impact list|show`` and ``compare``. Read commands print a table, or JSON with
 ``--json``. ``baselined replay FILE`` runs the engine over a JSON Lines file on a
 simulated clock; ``baselined demo`` runs the end-to-end demo; ``baselined auth
 hash-token`` hashes a token for the principals file.
@@ -32,6 +32,7 @@ from baselined.v1 import baselined_pb2 as pb
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from sidecar import outcomes_cli
 from sidecar.errors import ConfigError
 from sidecar.settings import Settings
 from sidecar.timeparse import parse_duration, parse_time
@@ -315,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _replay_parser(commands)
     _events_parser(commands)
+    _impact_parser(commands)
+    outcomes_cli.add_parsers(commands, _target_flags)  # issue 8
     _governance_parsers(commands, bcmd)
     return parser
 
@@ -1019,6 +1022,132 @@ def _cmd_events_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- impact reports (issue 4) ----------------------------------------------------
+
+_VERDICTS = ["no_change", "regression", "inconclusive", "pending"]
+
+
+def _impact_parser(commands: Any) -> None:
+    impact = commands.add_parser(
+        "impact",
+        help="before/after impact reports of change events",
+        description="Every change event starts a before/after comparison of its scope; "
+        "its verdict is no_change, regression, inconclusive (or pending while it collects "
+        "samples). See docs/events.md#impact-reports.",
+    )
+    icmd = impact.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    ilist = icmd.add_parser("list", help="list impact reports, oldest event first")
+    ilist.add_argument("--model", "-m", help="only this model")
+    ilist.add_argument("--environment", "-e", help="only this environment")
+    ilist.add_argument("--since", help="reports of events from this long ago: 30m, 2h, 1d")
+    ilist.add_argument(
+        "--verdict", dest="verdicts", action="append", default=[], choices=_VERDICTS,
+        help="only this verdict (repeatable)",
+    )  # fmt: skip
+    ilist.add_argument("--limit", type=int, default=100, help="newest reports (default 100)")
+    _target_flags(ilist, read=True)
+    show = icmd.add_parser("show", help="show one impact report with its effects and bounds")
+    show.add_argument("id", help="report id (im-..., from 'baselined impact list')")
+    _target_flags(show, read=True)
+
+
+def _verdict(value: int) -> str:
+    return pb.ImpactVerdict.Name(value).removeprefix("IMPACT_VERDICT_").lower()
+
+
+def _cmd_impact_list(args: argparse.Namespace) -> int:
+    if args.limit <= 0:
+        raise _UsageError("--limit must be greater than 0")
+    try:
+        start = time.time() - parse_duration(args.since) if args.since else 0.0
+    except ValueError as err:
+        raise _UsageError(f"--since: {err}") from None
+    with _client(args) as client:
+        response = client.impact_reports(
+            model=args.model or "",
+            environment=args.environment or "",
+            start=start,
+            verdicts=args.verdicts,
+            limit=args.limit,
+        )
+    if args.json:
+        _print_json(response)
+        return EXIT_OK
+    if not response.reports:
+        print("no impact reports")
+        return EXIT_OK
+    rows = [
+        [
+            _fmt_time(r.event.time),
+            _event_name(r.event),
+            f"{r.model}/{r.environment}",
+            _verdict(r.verdict),
+            f"{r.samples_before:,}/{r.samples_after:,}",
+            r.id,
+        ]
+        for r in response.reports
+    ]
+    print(_table(["event time", "event", "model/env", "verdict", "before/after", "id"], rows))
+    return EXIT_OK
+
+
+def _cmd_impact_show(args: argparse.Namespace) -> int:
+    if not args.id.strip():
+        raise _UsageError("give a report id (im-...); 'baselined impact list' shows them")
+    with _client(args) as client:
+        report = client.impact_report(args.id.strip())
+    if args.json:
+        _print_json(report)
+        return EXIT_OK
+    print(f"impact report {report.id}: {_verdict(report.verdict)}")
+    print(f"  {report.summary}")
+    event = report.event
+    print(
+        f"  event {event.id}: {_event_name(event)} at {_fmt_time(event.time)}"
+        f" ({event.recorded_by or '-'} via {event.source or '-'})"
+    )
+    scope = ", ".join(f"{k}={v}" for k, v in sorted(report.scope.items())) or "-"
+    print(f"  scope {scope}" + (f" ({report.scope_note})" if report.scope_note else ""))
+    print(
+        f"  before {_fmt_time(report.before_start)} .. {_fmt_time(report.before_end)}:"
+        f" {report.samples_before:,} samples; after {_fmt_time(report.after_start)} .."
+        f" {_fmt_time(report.after_end)}: {report.samples_after:,} samples"
+    )
+    if report.samples_needed:
+        print(f"  about {report.samples_needed:,} more samples needed for a verdict")
+    if report.alert_fingerprint:
+        print(f"  alert {report.alert_fingerprint}")
+    rows = [
+        [
+            e.signal + (f"[{e.slice}]" if e.slice != "*" else ""),
+            e.effect,
+            _fmt_num(e.estimate),
+            f"[{_fmt_num(e.lower)}, {_fmt_num(e.upper)}]",
+            f"{e.guardrail:g} ({e.direction})",
+            f"{e.margin:g}",
+            _severity(e.severity) if e.severity else ("inside" if e.within else "-"),
+        ]
+        for e in report.effects
+    ]
+    if rows:
+        print()
+        print(
+            _table(
+                [
+                    "series",
+                    "effect",
+                    "estimate",
+                    "interval",
+                    "minor guardrail",
+                    "margin",
+                    "verdict",
+                ],
+                rows,
+            )
+        )
+    return EXIT_OK
+
+
 # -- baselines export / import / diff --------------------------------------------
 
 
@@ -1329,6 +1458,8 @@ _COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("compare", None): _cmd_compare,
     ("events", "add"): _cmd_events_add,
     ("events", "list"): _cmd_events_list,
+    ("impact", "list"): _cmd_impact_list,
+    ("impact", "show"): _cmd_impact_show,
     ("baselines", "approve"): _cmd_approve,
     ("baselines", "pending"): _cmd_pending,
     ("policy", "show"): _cmd_policy_show,
@@ -1339,6 +1470,8 @@ _COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("baselines", "export"): _cmd_export,
     ("baselines", "import"): _cmd_import,
     ("baselines", "diff"): _cmd_diff,
+    ("outcomes", "load"): outcomes_cli.cmd_outcomes_load,
+    ("quality", "show"): outcomes_cli.cmd_quality_show,
 }
 
 

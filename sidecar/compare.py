@@ -156,20 +156,26 @@ def build_evaluator(
     """
     names: dict[SeriesKey, tuple[str, ...]] = {}
     states: dict[SeriesKey, State] = {}
+    directions: dict[tuple[SeriesKey, str], str] = {}
     for sid, state in base.items():
         key = (sid.slice, sid.kind, sid.signal)
         categorical = isinstance(state, CategoricalState)
+        rails = guardrails.for_state(model, sid.kind, sid.signal, categorical)
         if full:
             names[key] = CATEGORICAL_EFFECTS if categorical else NUMERIC_EFFECTS
         else:
-            rails = guardrails.for_state(model, sid.kind, sid.signal, categorical)
             names[key] = tuple(dict.fromkeys(rail.effect for rail in rails))
+        for rail in rails:  # a one-sided test spends its alpha on one end of the interval
+            directions[(key, rail.effect)] = rail.direction
         states[key] = state
 
     def alpha_for(_key: SeriesKey, _name: str) -> float:
         return alpha_test
 
-    return EffectEvaluator(states, names.__getitem__, alpha_for)
+    def direction_for(key: SeriesKey, name: str) -> str:
+        return directions.get((key, name), "both")
+
+    return EffectEvaluator(states, names.__getitem__, alpha_for, direction_for)
 
 
 def compare_states(
@@ -369,6 +375,12 @@ class Comparator:
         self._resets: dict[tuple[str, str], float] = {}
         # (model, environment) -> (active id, pointer revision, activation time)
         self._activations: dict[tuple[str, str], tuple[str, int, float]] = {}
+        # Findings of other series families appended to each result (the quality
+        # monitor of sidecar.quality_view): (model, environment, baseline id,
+        # epoch start, now) -> findings. Their errors propagate like the store's.
+        self.extra_findings: (
+            Callable[[str, str, str, float, float], Sequence[SeriesFinding]] | None
+        ) = None
 
     def targets(self) -> list[tuple[str, str]]:
         """The (model, environment) pairs that have an active baseline, sorted."""
@@ -556,6 +568,11 @@ class Comparator:
                 tests=baseline.tests,
                 evaluator=self._evaluator(baseline, "", model, alpha_test, full),
             )
+        if self.extra_findings is not None:
+            findings = [
+                *findings,
+                *self.extra_findings(model, environment, baseline.id, start, now),
+            ]
         return ComparisonResult(
             model=model,
             environment=environment,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from baselined.v1 import baselined_pb2 as pb
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the comparison modules are heavy; only the servicers need t
     from sidecar.alerts import Alert
     from sidecar.audit import VerifyResult
     from sidecar.compare import ComparisonResult, SeriesFinding
+    from sidecar.correlation import Correlation
     from sidecar.guardrails import Tier
     from sidecar.stats.effects import Effect
 
@@ -260,7 +261,77 @@ def alert_to_pb(alert: Alert) -> pb.Alert:
         summary=alert.summary,
         playbook_url=alert.playbook_url,
         labels=dict(alert.labels),
+        **(_correlation_to_pb(alert.correlation) if alert.correlation is not None else {}),
     )
+
+
+def _correlation_to_pb(correlation: Correlation) -> dict[str, Any]:
+    """The correlation fields of an ``Alert`` message (issue 4)."""
+    cp = correlation.change_point
+    return {
+        "change_point": None
+        if cp is None
+        else pb.AlertChangePoint(
+            time=cp.time,
+            start=cp.start,
+            end=cp.end,
+            estimated=cp.estimated,
+            statistic=cp.statistic,
+            score=cp.score,
+            before_count=cp.before_count,
+            after_count=cp.after_count,
+            signal=cp.signal,
+            slice=cp.slice,
+        ),
+        "suspects": [
+            pb.Suspect(
+                event_id=s.event_id,
+                type=s.type,
+                time=s.time,
+                model=s.model,
+                environment=s.environment,
+                version=s.version,
+                node=s.node,
+                image=s.image,
+                attributes=dict(s.attributes),
+                source=s.source,
+                score=s.score,
+                components=dict(s.components),
+                reasons=list(s.reasons),
+            )
+            for s in correlation.suspects
+        ],
+        "fingerprint_diff": [
+            pb.FingerprintDifference(
+                field=d.field,
+                from_value=d.before,
+                to_value=d.after,
+                time=d.time,
+                share=-1.0 if d.share is None else d.share,
+                node=d.node,
+                event_id=d.event_id,
+            )
+            for d in correlation.fingerprint_diff
+        ],
+        "attribution": [
+            pb.SliceAttribution(
+                attribute=v.attribute,
+                value=v.value,
+                verdict=v.verdict,
+                effect=v.effect,
+                estimate=v.estimate,
+                lower=v.lower,
+                upper=v.upper,
+                unit=v.unit,
+                guardrail=v.guardrail,
+                tier=v.tier,
+                live_count=v.live_count,
+            )
+            for v in correlation.attribution
+        ],
+        "attribution_summary": correlation.attribution_summary,
+        "correlation_error": correlation.error,
+    }
 
 
 def comparison_to_pb(result: ComparisonResult) -> pb.CompareResponse:

@@ -8,10 +8,16 @@
    that triples one input in preprocessing and slows inference by ~3 ms);
 5. prints the baseline's quantiles next to the live window's, the sidecar's own
    comparison (effects with anytime-valid bounds and tiers) and the alerts that
-   fired, then stops everything cleanly.
+   fired;
+6. impact reports (issue 4): a second model (``ranker``) sends 20,000 requests
+   per phase through the ingest API (columnar batches, as the middleware ships
+   them); a benign config change is recorded between two healthy phases and a
+   library update before a phase whose score is subtly shifted (+0.3 standard
+   deviations); the sidecar's before/after checks give "no measurable change"
+   and "regression", which are printed; then stops everything cleanly.
 
-Exit code 0 when latency and the score alert and no input feature does; 1
-otherwise.
+Exit code 0 when latency and the score alert and no input feature does, and
+both impact verdicts are the expected ones; 1 otherwise.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ __all__ = ["run_demo"]
 
 MODEL, ENVIRONMENT = "fraud", "demo"
 LEVELS = (0.5, 0.9, 0.99)
+IMPACT_MODEL = "ranker"
+IMPACT_SAMPLES = 20_000  # per phase: the sidecar's default impact_min_samples
 
 
 def _free_port() -> int:
@@ -215,6 +223,114 @@ def _print_findings(comparison: pb.CompareResponse) -> None:
         print(f"{kind + ':' + finding.signal:<26}{tier:>10}  {detail}")
 
 
+def _ranker_batch(t0: float, rng: random.Random, n: int, shift: float) -> pb.SampleBatch:
+    """``n`` requests of the ranker at ``t0``, as the middleware ships them: one
+    column per signal. ``shift`` moves the score by that many standard deviations."""
+    import numpy as np
+
+    gen = np.random.default_rng(rng.randrange(2**32))
+    batch = pb.SampleBatch(
+        model=IMPACT_MODEL,
+        version="v3",
+        environment=ENVIRONMENT,
+        instance="ranker-0",
+        timestamps=(t0 + np.arange(n) * (0.5 / n)).tolist(),
+    )
+    batch.numeric.add(
+        name="query_len", kind=pb.SIGNAL_KIND_FEATURE, values=gen.lognormal(2.0, 0.5, n).tolist()
+    )
+    batch.numeric.add(
+        name="tenure_days", kind=pb.SIGNAL_KIND_FEATURE, values=gen.exponential(200.0, n).tolist()
+    )
+    batch.categorical.add(
+        name="device",
+        kind=pb.SIGNAL_KIND_FEATURE,
+        values=gen.choice(["ios", "android", "web"], n, p=[0.3, 0.3, 0.4]).tolist(),
+    )
+    score = gen.beta(2.0, 5.0, n)
+    score = np.clip(score + shift * 0.16, 0.0, 1.0)  # beta(2, 5) has sd 0.16
+    batch.numeric.add(name="score", kind=pb.SIGNAL_KIND_OUTPUT, values=score.tolist())
+    batch.numeric.add(
+        name="latency_seconds",
+        kind=pb.SIGNAL_KIND_LATENCY,
+        values=gen.lognormal(math.log(0.004), 0.25, n).tolist(),
+    )
+    return batch
+
+
+def _send_ranker(stub: Any, rng: random.Random, shift: float, phase: str) -> None:
+    """IMPACT_SAMPLES requests in batches of 1,000, stamped now, then a bucket boundary."""
+    for _ in range(IMPACT_SAMPLES // 1000):
+        stub.IngestBatch(_ranker_batch(time.time(), rng, 1000, shift), timeout=30.0)
+    _say(f"  {phase}: {IMPACT_SAMPLES:,} requests")
+    _wait_bucket_boundary(1.0)
+
+
+def _wait_for_report(client: Any, event_id: str, timeout: float) -> pb.ImpactReport | None:
+    """The impact report of ``event_id`` once it has a final verdict (None at timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for report in client.impact_reports(IMPACT_MODEL, ENVIRONMENT).reports:
+            if report.event.id == event_id and report.verdict != pb.IMPACT_VERDICT_PENDING:
+                return report
+        time.sleep(0.5)
+    return None
+
+
+def _print_report(report: pb.ImpactReport | None) -> str:
+    if report is None:
+        print("  (no verdict in time)")
+        return "none"
+    verdict = pb.ImpactVerdict.Name(report.verdict).removeprefix("IMPACT_VERDICT_").lower()
+    print(f"  [{verdict}] {report.summary}")
+    for effect in report.effects[:4]:
+        mark = pb.Severity.Name(effect.severity).removeprefix("SEVERITY_").lower()
+        if not effect.severity:
+            mark = "inside" if effect.within else "open"
+        print(
+            f"      {effect.signal + ':' + effect.effect:<24} {effect.estimate:+.4f}"
+            f" [{effect.lower:+.4f}, {effect.upper:+.4f}]  minor guardrail {effect.guardrail:g},"
+            f" no-change margin {effect.margin:g}: {mark}"
+        )
+    return verdict
+
+
+def _impact_phase(target: str) -> tuple[str, str]:
+    """Record a benign config change and a library update around ranker traffic;
+    print and return the two impact verdicts."""
+    from baselined.v1 import baselined_pb2_grpc as pb_grpc
+
+    from middleware import Client
+
+    rng = random.Random(11)
+    _say(
+        f"phase 3: change events and their before/after impact reports (model {IMPACT_MODEL!r},"
+        f" {IMPACT_SAMPLES:,} requests per phase over the ingest API)"
+    )
+    with grpc.insecure_channel(target) as channel, Client(target, timeout=30.0) as client:
+        stub = pb_grpc.IngestStub(channel)  # type: ignore[no-untyped-call]
+        _send_ranker(stub, rng, 0.0, "healthy traffic")
+        config = client.record_event(
+            "config_change", IMPACT_MODEL, time=time.time(), environment=ENVIRONMENT,
+            attributes={"key": "log_level", "from": "info", "to": "debug"}, actor="demo",
+        )  # fmt: skip
+        _say(f"recorded config_change {config.id} (log_level info -> debug: benign)")
+        _wait_bucket_boundary(1.0)
+        _send_ranker(stub, rng, 0.0, "after the config change")
+        benign = _wait_for_report(client, config.id, timeout=30.0)
+        library = client.record_event(
+            "library_update", IMPACT_MODEL, time=time.time(), environment=ENVIRONMENT,
+            attributes={"package": "numpy", "from": "1.26.4", "to": "2.1.0"}, actor="demo",
+        )  # fmt: skip
+        _say(f"recorded library_update {library.id} (numpy 1.26.4 -> 2.1.0: shifts the score)")
+        _wait_bucket_boundary(1.0)
+        _send_ranker(stub, rng, 0.3, "after the library update")
+        shifted = _wait_for_report(client, library.id, timeout=30.0)
+    print()
+    _say("impact reports (baselined impact list / show):")
+    return _print_report(benign), _print_report(shifted)
+
+
 def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
     """Run the demo; see the module docstring. Returns the process exit code."""
     from middleware import Client
@@ -252,6 +368,8 @@ def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
                 "--instance",
                 "demo-sidecar",
                 "--check-interval",
+                "1",
+                "--impact-min-wait",
                 "1",
             ],
             stdout=sidecar_out,
@@ -321,13 +439,23 @@ def run_demo(*, workdir: str | None = None, requests: int = 3000) -> int:
         }
         expected = {("latency", "latency_seconds"), ("output", "score")}
         untouched = {(kind, name) for kind, name in alerted if kind == "feature"}
-        if expected <= alerted and not untouched:
+        caught = expected <= alerted and not untouched
+        if caught:
             _say(
                 "caught: latency and the score alerted after the dependency update; no input feature did."
             )
-            code = 0
         else:
             _say(f"NOT caught as expected: alerts on {sorted(alerted)}")
+        print()
+        verdicts = _impact_phase(target)
+        if caught and verdicts == ("no_change", "regression"):
+            _say(
+                "impact: the config change made no measurable change; the library update "
+                "regressed the score."
+            )
+            code = 0
+        else:
+            _say(f"impact verdicts NOT as expected: {verdicts}")
     except Exception as err:
         _say(f"failed: {err}")
         code = 1

@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.errors import ConfigError
+from sidecar.outcome_config import OutcomeConfig
 from sidecar.records import Kind
 from sidecar.stats.effects import CATEGORICAL_EFFECTS, NUMERIC_EFFECTS
 
 __all__ = [
     "DEFAULTS",
     "DIRECTIONS",
+    "QUALITY_EFFECTS",
     "Guardrail",
     "Guardrails",
     "Seasonality",
@@ -44,7 +46,18 @@ __all__ = [
 DIRECTIONS = ("up", "down", "both")
 _NUMERIC_NAMES = frozenset(NUMERIC_EFFECTS)
 _CATEGORICAL_NAMES = frozenset(CATEGORICAL_EFFECTS)
-_EFFECTS = _NUMERIC_NAMES | _CATEGORICAL_NAMES
+# Label-based effects of the quality series (sidecar.quality_view; issue 8).
+QUALITY_EFFECTS = (
+    "error_rate_shift",
+    "brier_shift",
+    "log_loss_shift",
+    "ece_shift",
+    "ece_adaptive_shift",
+    "auc_drop",
+    "fairness_gap_error_rate",
+    "fairness_gap_ece",
+)
+_EFFECTS = _NUMERIC_NAMES | _CATEGORICAL_NAMES | frozenset(QUALITY_EFFECTS)
 
 
 class Tier(IntEnum):
@@ -134,6 +147,22 @@ DEFAULTS: Mapping[Kind, tuple[Guardrail, ...]] = {
     ),
     Kind.ERROR: (_g("mean_abs", "up", 0.01, 0.05, 0.20), _MISSING, *_CATEGORICAL),
     Kind.RESOURCE: (_g("p99_rel", "up", 0.10, 0.25, 0.50), _MISSING),
+    # Quality (issue 8): rates and shifts in absolute units (0.01 = +1 point).
+    Kind.QUALITY: (
+        _g("error_rate_shift", "up", 0.01, 0.03, 0.10),
+        _g("ece_shift", "up", 0.02, 0.05, 0.10),
+        _g("ece_adaptive_shift", "up", 0.02, 0.05, 0.10),
+        _g("brier_shift", "up", 0.01, 0.03, 0.10),
+        _g("log_loss_shift", "up", 0.05, 0.10, 0.25),
+        _g("auc_drop", "up", 0.01, 0.03, 0.10),
+        _g("fairness_gap_error_rate", "up", 0.05, 0.10, 0.20),
+        _g("fairness_gap_ece", "up", 0.05, 0.10, 0.20),
+        # Regression errors and labels as ordinary series: MAE/MSE relative shifts,
+        # the residual distribution, label drift (prior shift).
+        _g("mean_rel", "up", 0.10, 0.25, 0.50),
+        _g("ks", "up", 0.05, 0.10, 0.20),
+        _g("tvd", "up", 0.05, 0.10, 0.20),
+    ),
 }
 """Default guardrails per signal kind. A series uses those whose effect exists for
 its type (numeric or categorical). Units are the effects': relative shifts as
@@ -153,7 +182,7 @@ _TOP_KEYS = frozenset(
     }
 )
 _GUARDRAIL_KEYS = frozenset({"direction", "minor", "moderate", "severe", "enabled"})
-_MODEL_KEYS = frozenset({"playbook_url", "seasonality", "signals"})
+_MODEL_KEYS = frozenset({"playbook_url", "seasonality", "signals", "outcomes"})
 
 _Table = dict[str, dict[str, Guardrail | None]]  # effect -> guardrail (None: disabled)
 
@@ -290,10 +319,16 @@ class Guardrails:
                 for effect, fields in effects.items():
                     _check_fields(fields, effect, where, spath)
                 signals[signal] = effects
+            outcomes = None
+            if "outcomes" in raw:
+                outcomes = OutcomeConfig.from_mapping(
+                    raw["outcomes"], f"{where}: [{prefix}.outcomes]"
+                )
             models[model] = _ModelConfig(
                 playbook_url=_string(raw, "playbook_url", where, playbook, prefix + "."),
                 seasonality=season,
                 signals=signals,
+                outcomes=outcomes,
             )
         result = cls(
             alpha=a,
@@ -359,6 +394,12 @@ class Guardrails:
         config = self._models.get(model)
         return config.playbook_url if config is not None else self._playbook_url
 
+    def outcomes(self, model: str) -> OutcomeConfig:
+        """The model's ``[models.<model>.outcomes]`` section, else the defaults."""
+        config = self._models.get(model)
+        found = config.outcomes if config is not None else None
+        return found if found is not None else OutcomeConfig()
+
     def seasonality(self, model: str) -> Seasonality | None:
         """The model's configured cycle, or None (not seasonal)."""
         config = self._models.get(model)
@@ -386,6 +427,7 @@ class _ModelConfig:
     playbook_url: str = ""
     seasonality: Seasonality | None = None
     signals: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    outcomes: OutcomeConfig | None = None
 
 
 def _no_unknown(data: Mapping[str, Any], known: frozenset[str], where: str, path: str) -> None:

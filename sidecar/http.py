@@ -9,7 +9,8 @@ Routes:
 * ``POST /v1/events``: a change event as a CloudEvent 1.0, binary or structured
   mode (:func:`sidecar.events.parse_cloudevent`); 201 with ``{"id": ...}``,
   400 with ``{"error": reason, "message": ...}`` and nothing stored.
-* ``GET /healthz``: 200 ``ok``, 503 ``stopping`` once the sidecar stops.
+* ``GET /healthz``: 200 ``ok``; 200 ``degraded: ...`` (why) while the store is
+  unreachable (ingest goes on into memory); 503 ``stopping`` once the sidecar stops.
 * ``GET /metrics``: the text of the injected ``metrics_text`` callable
   (``(body, content_type)``, Prometheus exposition); 404 when there is none.
 
@@ -74,6 +75,7 @@ _KSERVE: web.AppKey[KServeIngest | None] = web.AppKey("kserve", KServeIngest)
 _METRICS: web.AppKey[MetricsText | None] = web.AppKey("metrics")
 _EVENTS: web.AppKey[EventLog | None] = web.AppKey("events", EventLog)
 _STOPPING: web.AppKey[Callable[[], bool]] = web.AppKey("stopping")
+_DEGRADED: web.AppKey[Callable[[], str | None]] = web.AppKey("degraded")
 _MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 _AUTH: web.AppKey[AuthInterceptor | None] = web.AppKey("auth", AuthInterceptor)
 _KSERVE_OPEN: web.AppKey[bool] = web.AppKey("kserve_open", bool)
@@ -174,7 +176,8 @@ async def _events(request: web.Request) -> web.Response:
 async def _healthz(request: web.Request) -> web.Response:
     if request.app[_STOPPING]():
         return web.Response(status=503, text="stopping")
-    return web.Response(text="ok")
+    detail = request.app[_DEGRADED]()
+    return web.Response(text=detail or "ok")
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -194,12 +197,15 @@ def build_app(
     events: EventLog | None = None,
     auth: AuthInterceptor | None = None,
     kserve_allow_unauthenticated: bool = False,
+    degraded: Callable[[], str | None] = lambda: None,
 ) -> web.Application:
     """The aiohttp application: ``kserve`` ingests ``/v1/kserve`` (None: 404),
     ``metrics_text`` serves ``/metrics`` (None: 404), bodies past ``max_body``
     bytes get 413, and ``stopping`` turns ``/healthz`` to 503. With ``auth``
     every route but ``/healthz`` checks :data:`HTTP_REQUIRED_ROLE`
-    (``kserve_allow_unauthenticated``: ``/v1/kserve`` without credentials too)."""
+    (``kserve_allow_unauthenticated``: ``/v1/kserve`` without credentials too).
+    ``degraded`` returns why the sidecar is degraded (None: it is not), the body
+    of ``/healthz``."""
     # aiohttp's own cap answers chunked bodies; the handler checks Content-Length first.
     app = web.Application(client_max_size=max_body, middlewares=[_authorize])
     app[_AUTH] = auth
@@ -207,6 +213,7 @@ def build_app(
     app[_KSERVE] = kserve
     app[_METRICS] = metrics_text
     app[_STOPPING] = stopping
+    app[_DEGRADED] = degraded
     app[_MAX_BODY] = max_body
     app[_EVENTS] = events
     app.router.add_post(KSERVE_PATH, _kserve)
@@ -230,7 +237,7 @@ class HttpListener:
     """Serves :func:`build_app` on ``address`` (``host:port``; port 0 picks a
     free one, see :attr:`port`). ``pair_sweep`` is how often unpaired KServe
     events past their TTL are ingested; ``ssl_context`` serves HTTPS; ``auth`` and
-    ``kserve_allow_unauthenticated`` as in :func:`build_app`."""
+    ``kserve_allow_unauthenticated`` and ``degraded`` as in :func:`build_app`."""
 
     def __init__(
         self,
@@ -246,6 +253,7 @@ class HttpListener:
         ssl_context: ssl.SSLContext | None = None,
         auth: AuthInterceptor | None = None,
         kserve_allow_unauthenticated: bool = False,
+        degraded: Callable[[], str | None] | None = None,
     ) -> None:
         self._host, self._requested_port = _split(address)
         self._ssl_context = ssl_context  # HTTPS (mTLS) when set: sidecar.tls.TlsFiles
@@ -264,6 +272,7 @@ class HttpListener:
             events=events,
             auth=auth,
             kserve_allow_unauthenticated=kserve_allow_unauthenticated,
+            degraded=degraded or (lambda: None),
         )
         self._pair_sweep = pair_sweep
         self._shutdown_timeout = shutdown_timeout

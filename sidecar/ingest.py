@@ -88,6 +88,7 @@ class DecodedBatch:
     traceparents: Sequence[str] = ()
     instance: str = ""
     dropped: tuple[tuple[str, int], ...] = ()
+    request_ids: Sequence[str] = ()  # empty or one per row ("" = none); kept for outcomes
 
 
 def check_name(what: str, value: str, *, allow_empty: bool = False) -> None:
@@ -274,4 +275,5 @@ def decode_batch(batch: pb.SampleBatch, settings: Settings, *, now: float) -> De
         traceparents=batch.traceparents,  # a view: only the few rows kept are read
         instance=batch.instance,
         dropped=tuple(dropped),
+        request_ids=batch.request_ids,  # a view: read only when outcomes keep predictions
     )

@@ -22,6 +22,8 @@ __all__ = [
     "AuditEntry",
     "BaselineRecord",
     "EventRecord",
+    "ImpactEffect",
+    "ImpactRecord",
     "Kind",
     "Partial",
     "PendingApproval",
@@ -46,6 +48,7 @@ class Kind(StrEnum):
     LATENCY = "latency"
     RESOURCE = "resource"
     ERROR = "error"
+    QUALITY = "quality"  # label-based: derived by the sidecar from joined outcomes
 
     @classmethod
     def from_proto(cls, value: int) -> Kind:
@@ -65,6 +68,7 @@ _KIND_BY_NUMBER = {
     3: Kind.LATENCY,
     4: Kind.RESOURCE,
     5: Kind.ERROR,
+    6: Kind.QUALITY,
 }
 _NUMBER_BY_KIND = {v: k for k, v in _KIND_BY_NUMBER.items()}
 
@@ -348,4 +352,131 @@ class EventRecord:
     def from_json(cls, text: str | bytes) -> EventRecord:
         data: dict[str, Any] = json.loads(text)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+# -- impact reports (issue 4) ------------------------------------------------------
+
+
+def _num(value: float) -> float | None:
+    """A float for JSON: non-finite values are stored as null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class ImpactEffect:
+    """One tested effect of an impact report: the effect of the event's "after"
+    traffic against its "before" traffic on one series, with its anytime-valid
+    interval, the series' minor guardrail and the no-change ``margin`` the
+    interval had to stay inside (in the monitored ``direction``)."""
+
+    signal: str
+    kind: str
+    slice: str
+    effect: str
+    estimate: float
+    lower: float
+    upper: float
+    unit: str
+    direction: str
+    guardrail: float
+    margin: float
+    tier: str = ""  # minor, moderate, severe: the tier the interval clears; "" none
+    within: bool = False  # the interval lies inside the no-change margin
+    samples_before: int = 0
+    samples_after: int = 0
+
+    def to_dict(self, *, strict: bool = True) -> dict[str, Any]:
+        """The fields; ``strict`` (standard JSON) writes non-finite numbers as null."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if strict:
+            for k in ("estimate", "lower", "upper", "guardrail", "margin"):
+                data[k] = _num(data[k])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ImpactEffect:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for k in ("estimate", "lower", "upper", "guardrail", "margin"):
+            known[k] = _float(known.get(k))
+        return cls(**known)
+
+
+IMPACT_VERDICTS = ("pending", "no_change", "regression", "inconclusive")
+"""Verdicts of an impact report; ``pending`` is the only one not final."""
+
+
+@dataclass(frozen=True)
+class ImpactRecord:
+    """An impact report: the before/after comparison one change event started
+    for one (model, environment) of its scope. See ``docs/events.md``.
+
+    ``verdict`` is ``pending`` (still collecting), ``no_change`` (every tested
+    effect's interval lies inside its no-change margin), ``regression`` (some
+    effect clears its minor guardrail) or ``inconclusive`` (the maximum wait
+    ran out first; ``samples_needed`` estimates how many more "after" samples
+    a verdict would have needed). ``scope`` says what was compared
+    (``slice``, ``version``); ``scope_note`` why a scope field was not used.
+    """
+
+    id: str
+    model: str
+    environment: str
+    event: EventRecord
+    verdict: str
+    effects: tuple[ImpactEffect, ...] = ()
+    scope: Mapping[str, str] = field(default_factory=dict)
+    scope_note: str = ""
+    samples_before: int = 0
+    samples_after: int = 0
+    samples_needed: int = 0
+    before_start: float = 0.0
+    before_end: float = 0.0
+    after_start: float = 0.0
+    after_end: float = 0.0
+    alpha_per_test: float = 0.0
+    margin: float = 0.0
+    summary: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    decided_at: float = 0.0
+    alert_fingerprint: str = ""
+
+    @property
+    def final(self) -> bool:
+        """True once the verdict can no longer change."""
+        return self.verdict != "pending"
+
+    @property
+    def event_time(self) -> float:
+        return self.event.time
+
+    def to_dict(self, *, strict: bool = True) -> dict[str, Any]:
+        """The fields; ``strict`` (standard JSON) writes non-finite numbers as null."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["event"] = json.loads(self.event.to_json())
+        data["effects"] = [e.to_dict(strict=strict) for e in self.effects]
+        data["scope"] = dict(self.scope)
+        if strict:
+            data["alpha_per_test"] = _num(self.alpha_per_test)
+        return data
+
+    def to_json(self) -> str:
+        """The stored form: infinite bounds stay infinite (Python's JSON extension)."""
+        return json.dumps(self.to_dict(strict=False), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ImpactRecord:
+        data: dict[str, Any] = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        event = data["event"]
+        known["event"] = EventRecord(
+            **{k: v for k, v in event.items() if k in EventRecord.__dataclass_fields__}
+        )
+        known["effects"] = tuple(ImpactEffect.from_dict(e) for e in data.get("effects", ()))
+        known["alpha_per_test"] = _float(known.get("alpha_per_test"))
         return cls(**known)

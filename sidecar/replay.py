@@ -6,11 +6,18 @@ Each input line is one JSON object with a ``kind``:
   (default ``production``), ``signals`` (numbers are numeric signals, strings
   categorical, ``null`` missing, ``true``/``false`` numeric 1/0),
   ``signal_kinds`` (optional, per signal: feature, output, latency, resource,
-  error; default feature), ``attributes`` (slice attributes).
+  error; default feature), ``attributes`` (slice attributes), ``request_id``
+  (optional: its OUTPUT signals are kept for outcomes), ``fingerprint``
+  (optional, ``{"lib.numpy": "2.1.0", ...}``: the sender's fingerprint; its
+  changes become derived events per ``instance``, default the ``node`` attribute).
+- ``outcome``: ``request_id``, ``label`` (a class index, a class name or a
+  number) and optional ``weight``: joined to the kept sample at the next check
+  (``docs/outcomes.md``); the summary counts joined, unknown, expired, duplicate
+  and invalid outcomes.
 - ``freeze``: freeze everything seen so far of ``model``/``environment`` into a
   baseline named ``name`` and make it active.
-- ``event``: a change event (``type``, ``attributes``); accepted, counted and
-  kept in memory (the correlation issue uses them).
+- ``event``: a change event (``type``, ``attributes``, optional ``environment``,
+  ``version``, ``node``, ``image``); fired alerts rank these as suspects.
 
 The engine is the sidecar's own: samples are grouped into columnar
 ``SampleBatch`` messages and ingested into :class:`~sidecar.windows.Windows`
@@ -19,7 +26,12 @@ freezes and promotes; every ``check_interval`` simulated seconds the windows
 are flushed, the :class:`~sidecar.compare.Comparator` compares each (model,
 environment) with an active baseline and the :class:`~sidecar.alerts.Alerter`
 observes the result. Every alert state change is written to ``out`` as one
-JSON line. The simulated clock is the time of the latest line; checks happen
+JSON line (``"kind": "alert"``); fired alerts carry ``change_point``,
+``suspects``, ``fingerprint_diff``, ``attribution`` and ``attribution_summary``
+(:mod:`sidecar.correlation`). Every event starts an impact check
+(:mod:`sidecar.impact`) on the simulated clock; its report is written as a
+``"kind": "impact"`` line when decided, or when the input ends (then
+``inconclusive`` unless a regression was found). The simulated clock is the time of the latest line; checks happen
 on the grid ``k * check_interval``.
 
 Bad lines (not JSON, no ``kind``/``time``/``model``, time going backwards,
@@ -49,10 +61,16 @@ from baselined.v1 import baselined_pb2 as pb
 from sidecar.alerts import Alert, Alerter
 from sidecar.baselines import BaselineManager
 from sidecar.compare import Comparator
+from sidecar.correlation import Correlator, correlation_fields
 from sidecar.errors import BaselinedError, InvalidInput
+from sidecar.events import EventLog
+from sidecar.fingerprints import FingerprintTracker
 from sidecar.guardrails import Guardrails, Tier
+from sidecar.impact import ImpactChecker, ImpactPolicy, impact_line
 from sidecar.ingest import check_name
-from sidecar.records import ALL_TRAFFIC, Kind
+from sidecar.outcomes import Outcome, OutcomeCounts, Outcomes
+from sidecar.quality_view import QualityMonitor, QualityReport
+from sidecar.records import ALL_TRAFFIC, EventRecord, ImpactRecord, Kind
 from sidecar.settings import Settings
 from sidecar.stores.sqlite import SQLiteStore
 from sidecar.windows import Windows
@@ -108,6 +126,10 @@ class ReplayEvent:
     environment: str
     type: str
     attributes: Mapping[str, str]
+    # Scope (correlation): the line's "version", "node", "image" (or those attributes).
+    version: str = ""
+    node: str = ""
+    image: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,16 +148,30 @@ class ReplaySummary:
     first_time: float | None
     last_time: float | None
     seconds: float
+    outcomes: OutcomeCounts = field(default_factory=OutcomeCounts)  # outcome lines (issue 8)
+    quality: tuple[QualityReport, ...] = ()  # per (model, environment) with outcomes, at the end
+    impact_reports: dict[str, int] = field(default_factory=dict)  # verdict -> impact lines
+
+    def impact_summary(self) -> str:
+        """``2 impact reports (1 regression, 1 no_change)``, or "" without any."""
+        if not self.impact_reports:
+            return ""
+        parts = ", ".join(f"{n} {v}" for v, n in sorted(self.impact_reports.items()))
+        return f"{sum(self.impact_reports.values())} impact reports ({parts})"
 
     def describe(self) -> str:
         """One line for people: counts, alerts and wall time."""
         skipped = f", {self.bad_lines} bad lines skipped" if self.bad_lines else ", no bad lines"
         rate = self.lines / self.seconds if self.seconds > 0 else 0.0
         return (
-            f"replay: {self.lines} lines read ({self.samples} samples, {self.freezes} freezes, "
-            f"{len(self.events)} events){skipped}; {self.checks} checks, "
-            f"{self.alerts_fired} alerts fired, {self.alerts_resolved} resolved; "
-            f"{self.seconds:.1f} s ({rate:,.0f} lines/s)"
+            (
+                f"replay: {self.lines} lines read ({self.samples} samples, {self.freezes} freezes, "
+                f"{len(self.events)} events){skipped}; {self.checks} checks, "
+                f"{self.alerts_fired} alerts fired, {self.alerts_resolved} resolved; "
+                f"{self.seconds:.1f} s ({rate:,.0f} lines/s)"
+            )
+            + (f"; {self.outcomes.describe()}" if self.outcomes.total else "")
+            + (f"; {self.impact_summary()}" if self.impact_reports else "")
         )
 
 
@@ -169,6 +205,7 @@ class _Group:
     times: list[float] = field(default_factory=list)
     columns: list[list[Any]] = field(default_factory=list)
     slices: list[list[str]] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
 
 
 def _bucket_seconds(check_interval: float) -> int:
@@ -190,6 +227,7 @@ class _Replayer:
         out: TextIO,
         strict: bool,
         warn: Callable[[int, str], None] | None,
+        impact: ImpactPolicy | None = None,
     ) -> None:
         if not (math.isfinite(check_interval) and check_interval > 0):
             raise InvalidInput(f"check_interval must be a positive number, got {check_interval!r}")
@@ -220,13 +258,64 @@ class _Replayer:
         self.comparator = Comparator(
             self.store, self.windows, guardrails, clock=self.clock, seal_after=0.0
         )
+        # Outcomes (issue 8): samples with a "request_id" are kept, "outcome" lines
+        # joined at the next check; quality findings join the comparator's.
+        self.outcomes = Outcomes(
+            self.settings, self.store, guardrails, windows=self.windows, clock=self.clock
+        )
+        self.windows.on_keep = self.outcomes.keep
+        self.quality = QualityMonitor(
+            self.outcomes,
+            self.store,
+            guardrails,
+            epoch_start=self.comparator.epoch_start,
+            clock=self.clock,
+            seal_after=0.0,
+        )
+        self.comparator.extra_findings = self.quality.findings
+        self.pending_outcomes: list[Outcome] = []
+        # Correlation (issue 4): suspects from the input's events and the differences
+        # derived from samples' "fingerprint" objects (stored in the replay's store).
+        self.event_log = EventLog(
+            self.store,
+            clock=self.clock,
+            max_clock_skew=float(_RETENTION),
+            retention_seconds=_RETENTION,
+        )
+        self.fingerprints = FingerprintTracker(self.event_log, clock=self.clock)
+        self.fingerprint_hashes: dict[tuple[tuple[str, str], ...], str] = {}
+        self.correlator = Correlator(
+            self.store,
+            guardrails,
+            self.list_events,
+            bucket_seconds=self.settings.bucket_seconds,
+            clock=self.clock,
+        )
         self.alerter = Alerter(
             clock=self.clock,
             consecutive=guardrails.consecutive,
             resolve_after=guardrails.resolve_after,
             cooldown=guardrails.cooldown,
             alpha=guardrails.alpha,
+            correlate=self.correlator,
         )
+        # Impact reports (issue 4): every event line (and derived event) starts a
+        # before/after check on the simulated clock; reports go out as "impact" lines.
+        self.impact: ImpactChecker | None = (
+            ImpactChecker(
+                self.store,
+                guardrails,
+                self.impact_events,
+                bucket_seconds=self.settings.bucket_seconds,
+                policy=impact,
+                clock=self.clock,
+                retention_seconds=_RETENTION,
+                seal_after=0.0,  # rows arrive in time order: a started bucket is final
+            )
+            if impact is not None
+            else None
+        )
+        self.impact_counts: dict[str, int] = {}
         # Checks with no new data that still matter: alerts need `consecutive`
         # checks to fire, `resolve_after` to resolve and `cooldown` to re-arm.
         self.idle_checks = (
@@ -288,6 +377,9 @@ class _Replayer:
             first_time=self.first,
             last_time=self.now,
             seconds=time.perf_counter() - started,
+            outcomes=self.outcomes.totals,
+            quality=self.quality_reports(),
+            impact_reports=dict(self.impact_counts),
         )
 
     def reject(self, number: int, reason: str) -> None:
@@ -323,8 +415,24 @@ class _Replayer:
         if kind == "sample":
             # Validate before the clock moves, so a bad line changes nothing.
             group, values = self.sample(obj, model)
+            request_id = self.request_id(obj, required=False)
+            fingerprint = self.sample_fingerprint(obj) if "fingerprint" in obj else None
             self.advance(float(t))
+            group.request_ids.append(request_id)
             self.take(group, float(t), obj["signals"], values)
+            if fingerprint is not None:
+                self.fingerprints.observe(
+                    model,
+                    group.environment,
+                    *fingerprint[:2],
+                    float(t),
+                    fingerprint_hash=fingerprint[2],
+                )
+        elif kind == "outcome":
+            outcome = self.outcome(obj, model, float(t))
+            self.advance(float(t))
+            self.pending_outcomes.append(outcome)
+            self.fresh = True
         elif kind == "freeze":
             self.advance(float(t))
             self.freeze(number, obj, model)
@@ -332,7 +440,7 @@ class _Replayer:
             self.advance(float(t))
             self.event(number, obj, float(t), model)
         else:
-            raise _Bad(f'unknown "kind" {kind!r}; expected sample, freeze or event')
+            raise _Bad(f'unknown "kind" {kind!r}; expected sample, outcome, freeze or event')
 
     def check_name(self, what: str, name: str, *, allow_empty: bool = False) -> None:
         if name in self.names_ok:
@@ -377,7 +485,9 @@ class _Replayer:
     def check(self, at: float) -> None:
         self.clock.now = at
         self.flush_groups()
+        self.join_outcomes()
         self.windows.flush()
+        self.outcomes.flush()
         self.idle = 0 if self.fresh else self.idle + 1
         self.fresh = False
         self.checks += 1
@@ -388,23 +498,60 @@ class _Replayer:
             changed = self.alerter.observe(result, self.guardrails.playbook_url(model))
             for alert in changed:
                 self.emit(alert)
+        if self.impact is not None:
+            for report in self.impact.run_once():
+                self.emit_impact(report)
 
     def emit(self, alert: Alert) -> None:
         if alert.state == "firing":
             self.fired += 1
         else:
             self.resolved += 1
-        self.out.write(json.dumps(alert_line(alert, self.clock.now)) + "\n")
+        line = alert_line(alert, self.clock.now)
+        line.setdefault("kind", "alert")
+        self.out.write(json.dumps(line) + "\n")
+
+    def emit_impact(self, report: ImpactRecord) -> None:
+        self.impact_counts[report.verdict] = self.impact_counts.get(report.verdict, 0) + 1
+        self.out.write(json.dumps(impact_line(report, self.clock.now)) + "\n")
+
+    def impact_events(self, start: float, end: float) -> list[EventRecord]:
+        """Events of every model and environment in ``[start, end)``: the input's
+        event lines (id ``line-<n>``) and the differences derived from fingerprints."""
+        found = [
+            EventRecord(
+                type=e.type,
+                time=e.time,
+                model=e.model,
+                environment=e.environment,
+                version=e.version,
+                node=e.node,
+                image=e.image,
+                attributes=e.attributes,
+                recorded_by=_ACTOR,
+                source="replay",
+                id=f"line-{e.line}",
+            )
+            for e in self.events
+            if start <= e.time < end
+        ]
+        found += self.event_log.list(None, None, start=start, end=end, limit=2000)
+        return found
 
     def finish(self) -> None:
         """The clock runs on to the next check so the last data is looked at."""
         if self.next_check is None:
             return
-        pending = self.fresh or any(g.times for g in self.groups.values())
+        pending = (
+            self.fresh or any(g.times for g in self.groups.values()) or bool(self.pending_outcomes)
+        )
         if pending:
             self.check(self.next_check)
             self.next_check += self.interval
         self.flush_groups()
+        if self.impact is not None:  # the input ended: undecided checks end too
+            for report in self.impact.finish():
+                self.emit_impact(report)
         self.out.flush()
 
     # -- samples -----------------------------------------------------------------------
@@ -588,6 +735,9 @@ class _Replayer:
         for name, column in zip(group.attrs, group.slices, strict=True):
             batch.slices.add(name=name, values=column)
             column.clear()
+        if any(group.request_ids):
+            batch.request_ids.extend(group.request_ids)
+        group.request_ids.clear()
         group.times = []
         try:
             self.windows.ingest(batch)
@@ -598,6 +748,45 @@ class _Replayer:
         for group in self.groups.values():
             self.flush_group(group)
 
+    # -- outcomes (issue 8) -------------------------------------------------------------
+
+    def request_id(self, obj: dict[str, Any], *, required: bool) -> str:
+        value = obj.get("request_id", None if required else "")
+        if value is None:
+            raise _Bad('missing "request_id"')
+        if type(value) is not str or (required and not value):
+            raise _Bad(f'"request_id" must be a non-empty string, got {value!r}')
+        if len(value) > 256:
+            raise _Bad('"request_id" is longer than 256 characters')
+        return value
+
+    def outcome(self, obj: dict[str, Any], model: str, t: float) -> Outcome:
+        """Validate an outcome line: ``request_id``, ``label``, optional ``weight``."""
+        request_id = self.request_id(obj, required=True)
+        if "label" not in obj:
+            raise _Bad('missing "label"')
+        label = obj["label"]
+        if type(label) not in (int, float, str, bool):
+            raise _Bad(f'"label" must be a class, a number or a class name, got {label!r}')
+        if type(label) is float and not math.isfinite(label):
+            raise _Bad(f'"label" must be finite, got {label!r}')
+        weight = obj.get("weight")
+        if weight is not None and (not _number(weight) or not math.isfinite(weight) or weight <= 0):
+            raise _Bad(f'"weight" must be a positive number, got {weight!r}')
+        return Outcome(model, request_id, label, t, None if weight is None else float(weight))
+
+    def quality_reports(self) -> tuple[QualityReport, ...]:
+        """The quality report of every (model, environment) that had outcomes joined."""
+        if not self.outcomes.totals.joined:
+            return ()
+        self.outcomes.flush()
+        return tuple(self.quality.report(m, e) for m, e in self.outcomes.scopes())
+
+    def join_outcomes(self) -> None:
+        if self.pending_outcomes:
+            outcomes, self.pending_outcomes = self.pending_outcomes, []
+            self.outcomes.record(outcomes)
+
     # -- freeze and events -------------------------------------------------------------
 
     def freeze(self, number: int, obj: dict[str, Any], model: str) -> None:
@@ -606,11 +795,14 @@ class _Replayer:
         name = self.string(obj, "name", f"replay-line-{number}")
         reason = self.string(obj, "reason", f"replay line {number}")
         self.flush_groups()
+        self.join_outcomes()
+        self.outcomes.flush()
         try:
             record = self.baselines.freeze(
                 model, environment, name, reason, _ACTOR, start=0.0, end=self.clock.now + 1e-6
             )
             self.baselines.promote(record.id, reason, _ACTOR)
+            self.quality.baseline(record.id)  # its labelled quality, as of now
         except BaselinedError as err:
             raise _Bad(f"cannot freeze {model}/{environment}: {err}") from None
         self.freezes += 1
@@ -629,7 +821,60 @@ class _Replayer:
             if value is not None and type(value) not in (str, int, float, bool):
                 raise _Bad(f"event attribute {key!r} must be a string or a number, got {value!r}")
             clean[key] = "" if value is None else str(value)
-        self.events.append(ReplayEvent(number, t, model, environment, kind, clean))
+        scope = {}
+        for name in ("version", "node", "image"):
+            value = obj.get(name, clean.get(name, ""))
+            if type(value) is not str:
+                raise _Bad(f'event "{name}" must be a string, got {value!r}')
+            scope[name] = value
+        self.events.append(ReplayEvent(number, t, model, environment, kind, clean, **scope))
+
+    # -- correlation ---------------------------------------------------------------------
+
+    def sample_fingerprint(self, obj: dict[str, Any]) -> tuple[str, dict[str, str], str]:
+        """A sample's ``fingerprint`` object as (instance, fields, hash); the instance is
+        the line's ``instance``, else its ``node`` attribute, else ``replay``."""
+        raw = obj["fingerprint"]
+        if type(raw) is not dict:
+            raise _Bad(f'"fingerprint" must be an object of field values, got {raw!r}')
+        fields: dict[str, str] = {}
+        for name, value in raw.items():
+            if type(value) is not str and not _number(value):
+                raise _Bad(f"fingerprint field {name!r} must be a string, got {value!r}")
+            fields[name] = str(value)
+        attributes = obj.get("attributes")
+        node = attributes.get("node") if type(attributes) is dict else None
+        instance = obj.get("instance") or (node if type(node) is str and node else "replay")
+        if type(instance) is not str:
+            raise _Bad(f'"instance" must be a string, got {instance!r}')
+        key = tuple(sorted(fields.items()))
+        digest = self.fingerprint_hashes.get(key)
+        if digest is None:
+            digest = self.fingerprint_hashes[key] = f"r{len(self.fingerprint_hashes)}"
+        return instance, fields, digest
+
+    def list_events(self, environment: str, start: float, end: float) -> list[EventRecord]:
+        """Events of every model in ``[start, end)`` applying to ``environment``: the
+        input's event lines and the differences derived from fingerprints."""
+        found = [
+            EventRecord(
+                type=e.type,
+                time=e.time,
+                model=e.model,
+                environment=e.environment,
+                version=e.version,
+                node=e.node,
+                image=e.image,
+                attributes=e.attributes,
+                recorded_by=_ACTOR,
+                source="replay",
+                id=f"line-{e.line}",
+            )
+            for e in self.events
+            if start <= e.time < end and e.environment in ("", environment)
+        ]
+        found += self.event_log.list(None, environment, start=start, end=end, limit=2000)
+        return found
 
 
 def alert_line(alert: Alert, now: float) -> dict[str, Any]:
@@ -684,11 +929,16 @@ def alert_line(alert: Alert, now: float) -> dict[str, Any]:
         "summary": alert.summary,
         "playbook_url": alert.playbook_url,
         "labels": dict(alert.labels),
+        **(correlation_fields(alert.correlation) if alert.correlation is not None else {}),
     }
 
 
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
+
+
+DEFAULT_IMPACT: Final = ImpactPolicy()
+"""The impact policy of a replay unless told otherwise (the sidecar's defaults)."""
 
 
 def replay(
@@ -700,14 +950,17 @@ def replay(
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
     warn: Callable[[int, str], None] | None = None,
+    impact: ImpactPolicy | None = DEFAULT_IMPACT,
 ) -> ReplaySummary:
     """Replay JSON Lines through the engine on a simulated clock; write alert changes to ``out``.
 
     ``progress(lines_read)`` is called every 10,000 lines and at the end;
     ``warn(line, reason)`` for every bad line skipped. With ``strict`` the
-    first bad line raises :class:`ReplayError`.
+    first bad line raises :class:`ReplayError`. ``impact`` decides the impact
+    checks every event starts (None: no impact checks); their reports are
+    written as ``"kind": "impact"`` lines beside the alert lines (``"kind": "alert"``).
     """
-    replayer = _Replayer(guardrails, check_interval, out, strict, warn)
+    replayer = _Replayer(guardrails, check_interval, out, strict, warn, impact)
     try:
         return replayer.run(lines, progress)
     finally:

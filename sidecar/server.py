@@ -9,6 +9,14 @@ blocking entry point of ``baselined serve``: it stops gracefully on SIGTERM
 or SIGINT (health NOT_SERVING, in-flight calls finish, windows flushed,
 store closed, exit code 0).
 
+When the store is unreachable the sidecar is *degraded*, not down: ingest goes
+on into memory (bounded by ``max_buffered_buckets``), the flush is retried with
+capped, jittered exponential backoff (``store_retry_max``), the health service
+:data:`STORE_HEALTH_SERVICE` answers NOT_SERVING (the overall service ``""``
+stays SERVING, so a kubelet probe does not restart the pod and lose the data
+held), ``/healthz`` answers ``degraded: ...``, and baseline RPCs fail with
+UNAVAILABLE. The first flush that works writes everything held.
+
 >>> # sidecar = Sidecar(Settings.resolve({"listen": "127.0.0.1:0", "store": ":memory:"}))
 >>> # await sidecar.start(); ...; await sidecar.stop(5.0)
 """
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import sys
 import time
@@ -38,7 +47,9 @@ from sidecar.alerts import Alerter, AlertSink
 from sidecar.audit import DenialRecorder
 from sidecar.auth import AuthInterceptor, interceptor_from_settings
 from sidecar.baselines import BaselineManager
+from sidecar.compaction import Compactable, Compactor
 from sidecar.compare import Comparator
+from sidecar.correlation import Correlator
 from sidecar.errors import BaselinedError, ConfigError
 from sidecar.events import EventLog
 from sidecar.events_service import EventsService
@@ -46,7 +57,14 @@ from sidecar.fingerprints import FingerprintTracker
 from sidecar.governance_service import GovernanceService
 from sidecar.guardrails import Guardrails
 from sidecar.http import HttpListener
+from sidecar.impact import ImpactChecker, ImpactPolicy, ImpactTelemetry
+from sidecar.impact_service import ImpactService
 from sidecar.kserve import KServeIngest
+from sidecar.lease import Fleet, fleet_enabled
+from sidecar.outcomes import Outcomes
+from sidecar.outcomes_service import OutcomesService
+from sidecar.quality_view import QualityMonitor
+from sidecar.records import EventRecord
 from sidecar.service import AlertsService, BaselinesService, IngestService
 from sidecar.settings import Settings
 from sidecar.sinks.otel import comparison_span
@@ -56,7 +74,15 @@ from sidecar.telemetry import Telemetry
 from sidecar.tls import TlsFiles
 from sidecar.windows import Windows
 
-__all__ = ["SERVICE_NAMES", "Sidecar", "StartError", "build_sinks", "redact_url", "run"]
+__all__ = [
+    "SERVICE_NAMES",
+    "STORE_HEALTH_SERVICE",
+    "Sidecar",
+    "StartError",
+    "build_sinks",
+    "redact_url",
+    "run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +91,13 @@ SERVICE_NAMES: tuple[str, ...] = (
     pb.DESCRIPTOR.services_by_name["Baselines"].full_name,
     pb.DESCRIPTOR.services_by_name["Alerts"].full_name,
     pb.DESCRIPTOR.services_by_name["Events"].full_name,
+    pb.DESCRIPTOR.services_by_name["Impact"].full_name,
     pb.DESCRIPTOR.services_by_name["Governance"].full_name,
 )
 """Fully qualified names of the services the sidecar serves (health reports each)."""
+
+STORE_HEALTH_SERVICE = "baselined.store"
+"""grpc.health.v1 service name that is NOT_SERVING while the store is unreachable."""
 
 _TRANSPORT_SLACK = 1024 * 1024  # bytes past max_batch_bytes that still reach our own check
 
@@ -188,10 +218,34 @@ class Sidecar:
         )
         self.store: Store = store if store is not None else open_store(settings.store)
         self.windows = Windows(settings, self.store, clock=clock)
+        self.compactor: Compactor | None = (
+            Compactor(
+                self.store,
+                bucket_seconds=settings.bucket_seconds,
+                compression=settings.compression,
+                retention_seconds=settings.retention_seconds,
+                clock=clock,
+            )
+            if isinstance(self.store, Compactable)
+            else None
+        )
         self.manager = BaselineManager(
             self.store, self.windows, clock=clock, retention_seconds=settings.retention_seconds
         )
         self.comparator = Comparator(self.store, self.windows, self.guardrails, clock=clock)
+        # Outcomes (issue 8): keep sampled predictions, join labels, quality findings.
+        self.outcomes = Outcomes(
+            settings, self.store, self.guardrails, windows=self.windows, clock=clock
+        )
+        self.windows.on_keep = self.outcomes.keep
+        self.quality = QualityMonitor(
+            self.outcomes,
+            self.store,
+            self.guardrails,
+            epoch_start=self.comparator.epoch_start,
+            clock=clock,
+        )
+        self.comparator.extra_findings = self.quality.findings
         if telemetry is None and (settings.otel_exporter != "none" or settings.prometheus_metrics):
             telemetry = Telemetry.from_settings(settings)
         self.telemetry = telemetry
@@ -205,6 +259,14 @@ class Sidecar:
             sinks=build_sinks(settings, telemetry=telemetry) if sinks is None else sinks,
             alpha=self.guardrails.alpha,
             owners=self._owners,
+            correlate=Correlator(  # root-cause hints on alerts (issue 4)
+                self.store,
+                self.guardrails,
+                self._list_events,
+                bucket_seconds=settings.bucket_seconds,
+                lookback=settings.suspect_lookback_seconds,
+                clock=clock,
+            ),
         )
         if tracer is None:
             tracer = telemetry.tracer if telemetry is not None else trace.get_tracer("baselined")
@@ -218,6 +280,38 @@ class Sidecar:
         )
         self.fingerprints = FingerprintTracker(self.events, clock=clock)
         self.windows.on_fingerprint = self.fingerprints.observe_batch
+        # Impact reports (issue 4): a before/after check for every change event.
+        self.impact: ImpactChecker | None = (
+            ImpactChecker(
+                self.store,
+                self.guardrails,
+                lambda start, end: self.events.list(None, None, start=start, end=end, limit=1000),
+                bucket_seconds=settings.bucket_seconds,
+                policy=ImpactPolicy.from_settings(settings),
+                clock=clock,
+                alerter=self.alerter,
+                telemetry=ImpactTelemetry(
+                    tracer, telemetry.logger_provider if telemetry is not None else None
+                ),
+                retention_seconds=settings.event_retention_seconds,
+                owns=self._owns_impact,
+            )
+            if settings.impact_checks
+            else None
+        )
+        # Fleet mode (sidecar.lease): one leader per (model, environment) compares and alerts.
+        self.fleet: Fleet | None = (
+            Fleet(
+                self.store,
+                self.alerter,
+                holder=self.windows.writer,
+                ttl=settings.lease_ttl,
+                targets=self.comparator.targets,
+            )
+            if fleet_enabled(settings.fleet_mode, settings.store)
+            else None
+        )
+        self._leaser: asyncio.Task[None] | None = None
         self._clock = clock
         if self.auth is not None and self.auth.on_denied is None:  # refused calls are audited
             denials = DenialRecorder(self.store, clock=clock)
@@ -234,9 +328,17 @@ class Sidecar:
         self._flusher: asyncio.Task[None] | None = None
         self._checker: asyncio.Task[None] | None = None
         self._failing: set[tuple[str, str]] = set()
+        # Degraded mode: since when (clock) the store fails, how often, the last error.
+        self._store_down_since: float | None = None
+        self._store_failures = 0
+        self._store_error = ""
         self._stopping = asyncio.Event()
         self._port: int | None = None
         self._stopped = False
+
+    def _list_events(self, environment: str, start: float, end: float) -> list[EventRecord]:
+        """Change events of every model applying to ``environment`` (alert suspects)."""
+        return self.events.list(None, environment, start=max(start, 0.0), end=end, limit=2000)
 
     def _owners(self, model: str, environment: str) -> tuple[str, ...]:
         """The owners of (model, environment) from its stored policy (shown in alerts)."""
@@ -282,6 +384,10 @@ class Sidecar:
             AlertsService(self.alerter, self.comparator, flush=self.windows.flush), server
         )
         pb_grpc.add_EventsServicer_to_server(EventsService(self.events), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_OutcomesServicer_to_server(  # type: ignore[no-untyped-call]
+            OutcomesService(self.outcomes, self.quality), server
+        )
+        pb_grpc.add_ImpactServicer_to_server(ImpactService(self.store), server)  # type: ignore[no-untyped-call]
         pb_grpc.add_GovernanceServicer_to_server(  # type: ignore[no-untyped-call]
             GovernanceService(
                 self.store, self.manager, guardrails=self.guardrails, clock=self._clock
@@ -322,6 +428,7 @@ class Sidecar:
                 ),
                 max_body=settings.max_batch_bytes,
                 stopping=self._stopping.is_set,
+                degraded=self.degraded,
                 shutdown_timeout=max(settings.shutdown_grace, 0.1),
                 ssl_context=self.tls.ssl_context() if self.tls is not None else None,
                 auth=self.auth,
@@ -341,12 +448,16 @@ class Sidecar:
                     await self.http.stop()
                 await server.stop(None)
                 raise
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *SERVICE_NAMES, STORE_HEALTH_SERVICE):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server, self._health = server, health
         self._port = 0 if unix else port
         self._flusher = asyncio.create_task(self._flush_loop(), name="baselined-flush")
         self._checker = asyncio.create_task(self._check_loop(), name="baselined-compare")
+        if self.fleet is not None:
+            self._leaser = asyncio.create_task(
+                self.fleet.run(self._check_one, self._stopping), name="baselined-leases"
+            )
 
     async def _start_health_server(self, health: health_aio.HealthServicer) -> grpc.aio.Server:
         """A second gRPC server on TCP with only grpc.health.v1: kubelet ``grpc:``
@@ -369,25 +480,87 @@ class Sidecar:
         return server
 
     async def _flush_loop(self) -> None:
-        failing = False
+        rng = random.Random()
+        delay = self.settings.flush_interval
         while True:
-            await asyncio.sleep(self.settings.flush_interval)
+            await asyncio.sleep(delay)
             try:
-                written = await asyncio.to_thread(self.windows.flush)
+                written = await asyncio.to_thread(self._flush_or_ping)
             except Exception as err:
-                if not failing:  # log the first failure fully, then quietly until recovery
-                    log.warning(
-                        "flush to the store failed; data is kept and retried: %s",
-                        err,
-                        exc_info=True,
-                    )
-                else:
-                    log.debug("flush to the store failed again: %s", err)
-                failing = True
+                await self._store_failed(err)
+                delay = self._retry_delay(rng)
             else:
-                if failing:
-                    log.info("flush to the store works again (%d series written)", written)
-                failing = False
+                await self._store_works(written)
+                delay = self.settings.flush_interval
+
+    def _flush_or_ping(self) -> int:
+        """Flush; when there was nothing to write, ping, so an idle sidecar
+        notices a lost store (and its return) too."""
+        written = self.windows.flush()
+        written += self.outcomes.flush()
+        if written == 0:
+            self.store.ping()
+        if self.compactor is not None:
+            self.compactor.maybe_run()  # at most once a minute; never raises
+        return written
+
+    def _retry_delay(self, rng: random.Random) -> float:
+        """Exponential backoff from ``flush_interval``, capped at ``store_retry_max``,
+        shortened by up to half at random so a fleet does not retry in step."""
+        interval = self.settings.flush_interval
+        cap = max(self.settings.store_retry_max, interval)
+        base = min(cap, interval * 2.0 ** min(self._store_failures - 1, 32))
+        return float(base * (1.0 - 0.5 * rng.random()))
+
+    async def _store_failed(self, err: Exception) -> None:
+        self._store_failures += 1
+        self._store_error = str(err) or type(err).__name__
+        if self._store_down_since is None:  # the first failure in full, then quietly
+            self._store_down_since = self._clock()
+            log.warning(
+                "flush to the store failed; degraded: ingesting into memory (at most %d"
+                " buckets per model/environment) and retrying with backoff: %s",
+                self.settings.max_buffered_buckets,
+                err,
+                exc_info=True,
+            )
+            if self._health is not None:
+                await self._health.set(
+                    STORE_HEALTH_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+        else:
+            log.debug("flush to the store failed again (%d): %s", self._store_failures, err)
+
+    async def _store_works(self, written: int) -> None:
+        if self._store_down_since is None:
+            return
+        down_for = self._clock() - self._store_down_since
+        log.info(
+            "the store works again after %.1f s and %d failed attempts: %d series flushed;"
+            " %d records were dropped unflushed so far",
+            down_for,
+            self._store_failures,
+            written,
+            sum(self.windows.store_drops().values()),
+        )
+        self._store_down_since, self._store_failures, self._store_error = None, 0, ""
+        if self._health is not None:
+            await self._health.set(STORE_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+
+    def degraded(self) -> str | None:
+        """Why the sidecar is degraded (the body of ``/healthz``), or None when
+        the store answers."""
+        since = self._store_down_since
+        if since is None:
+            return None
+        dropped = sum(self.windows.store_drops().values())
+        return (
+            f"degraded: store {redact_url(self.settings.store)} unreachable for"
+            f" {max(0.0, self._clock() - since):.0f} s ({self._store_failures} failed"
+            f" attempts; last error: {self._store_error}); ingesting into memory, at most"
+            f" {self.settings.max_buffered_buckets} buckets per model/environment;"
+            f" {dropped} records dropped unflushed"
+        )
 
     async def _check_loop(self) -> None:
         # Stopped through the event, not cancelled, so a comparison in its worker
@@ -403,17 +576,49 @@ class Sidecar:
         """One round of checks: flush, then compare every (model, environment)
         with an active baseline and feed each result to the alerter. A failing
         comparison is logged and the others go on."""
-        try:
-            await asyncio.to_thread(self.windows.flush)
-        except Exception as err:  # the flush loop reports store trouble; compare what is stored
-            log.debug("flush before comparing failed: %s", err)
+        if self._store_down_since is None:  # else the flush loop's backoff owns the retries
+            try:
+                await asyncio.to_thread(self.windows.flush)
+            except Exception as err:  # the flush loop reports store trouble; compare what is stored
+                log.debug("flush before comparing failed: %s", err)
         try:
             targets = await asyncio.to_thread(self.comparator.targets)
         except Exception as err:
             log.warning("cannot list what to compare: %s", err, exc_info=True)
             return
         for model, environment in targets:
+            if self.fleet is not None and not await self._leads(model, environment):
+                continue  # another sidecar of the fleet compares it
             await self._check_one(model, environment)
+        await self._check_impact()
+        if self.fleet is not None:
+            try:  # the fleet view: alerts other sidecars raised
+                await asyncio.to_thread(self.fleet.refresh)
+            except Exception as err:
+                log.debug("cannot read the fleet's alert state: %s", err)
+
+    def _owns_impact(self, model: str, environment: str) -> bool:
+        """Impact checks run where the (model, environment) is compared: on every
+        sidecar alone, on its lease holder in fleet mode."""
+        return self.fleet is None or self.fleet.leads(model, environment)
+
+    async def _check_impact(self) -> None:
+        """Advance the impact checks of recent change events (issue 4)."""
+        if self.impact is None:
+            return
+        try:
+            await asyncio.to_thread(self.impact.run_once)
+        except Exception as err:
+            log.warning("impact checks failed; retried next check: %s", err, exc_info=True)
+
+    async def _leads(self, model: str, environment: str) -> bool:
+        """Fleet mode: whether this sidecar holds (or just took) the lease."""
+        assert self.fleet is not None
+        try:
+            return await asyncio.to_thread(self.fleet.leads, model, environment)
+        except Exception as err:
+            log.debug("cannot acquire the lease of %s/%s: %s", model, environment, err)
+            return False
 
     async def _check_one(self, model: str, environment: str) -> None:
         key = (model, environment)
@@ -459,6 +664,8 @@ class Sidecar:
         self._stopping.set()
         if self._checker is not None:
             await self._checker
+        if self._leaser is not None:
+            await self._leaser
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -472,12 +679,15 @@ class Sidecar:
             await self._health_server.stop(grace)
         try:
             written = await asyncio.to_thread(self.windows.flush)
+            await asyncio.to_thread(self.outcomes.flush)
             log.info("final flush wrote %d series", written)
         except Exception:
             log.error(
                 "final flush to the store failed; unflushed window data is lost", exc_info=True
             )
         finally:
+            if self.fleet is not None:  # others take over at once instead of after lease_ttl
+                await asyncio.to_thread(self.fleet.close)
             await asyncio.to_thread(self.alerter.close, max(grace, 1.0))
             if self.telemetry is not None:
                 await asyncio.to_thread(self.telemetry.shutdown, max(grace, 1.0))

@@ -60,11 +60,35 @@ class Settings:
     store: str = field(
         default="sqlite:///baselined.db",
         metadata={
-            "help": "store URL: sqlite:///relative.db, sqlite:////abs.db, :memory:, redis://host:port/db"
+            "help": "store URL: sqlite:///relative.db, sqlite:////abs.db, :memory:, redis://host:port/db,"
+            " redis+cluster://host:port (Redis Cluster)"
         },
     )
     instance: str = field(
         default_factory=default_instance, metadata={"help": "this sidecar's writer id"}
+    )
+    # -- fleet mode (docs/storage.md, "Fleet mode") --
+    fleet_mode: str = field(
+        default="auto",
+        metadata={
+            "help": "many sidecars on one store, one leader per (model, environment) runs the"
+            " comparisons and raises alerts: on, off, or auto (on for Redis stores)"
+        },
+    )
+    lease_ttl: float = field(
+        default=10.0,
+        metadata={
+            "help": "seconds a fleet leader's lease lasts without renewal (renewed every"
+            " third of it); a dead leader is replaced within 4/3 of it",
+            "check": _positive,
+        },
+    )
+    instance_slice: bool = field(
+        default=False,
+        metadata={
+            "help": "add the slice attribute instance=<instance> to every row this sidecar"
+            " ingests, for per-instance views of fleet data"
+        },
     )
     bucket_seconds: int = field(
         default=60, metadata={"help": "width of a window bucket", "check": _positive}
@@ -83,6 +107,63 @@ class Settings:
         default=90 * 24 * 3600,
         metadata={
             "help": "how long change events are kept (by event time); older events are refused",
+            "check": _positive,
+        },
+    )
+    # -- impact reports (issue 4; docs/events.md#impact-reports) --
+    impact_checks: bool = field(
+        default=True,
+        metadata={"help": "start a before/after impact check for every change event"},
+    )
+    impact_min_samples: int = field(
+        default=20_000,
+        metadata={
+            "help": "samples needed on each side (before and after the event) before an"
+            " impact verdict is given",
+            "check": _positive,
+        },
+    )
+    impact_min_wait: float = field(
+        default=60.0,
+        metadata={
+            "help": "seconds after the event before an impact verdict may be given",
+            "check": _non_negative,
+        },
+    )
+    impact_max_wait: float = field(
+        default=86400.0,
+        metadata={
+            "help": "seconds after the event at which an undecided impact check ends as"
+            " inconclusive (the after side is at most this long)",
+            "check": _positive,
+        },
+    )
+    impact_lookback: float = field(
+        default=86400.0,
+        metadata={
+            "help": "seconds of traffic before the event that form the impact check's before side",
+            "check": _positive,
+        },
+    )
+    impact_margin: float = field(
+        default=3.5,
+        metadata={
+            "help": "no measurable change needs every tested effect's interval inside"
+            " this multiple of its minor guardrail (1 = the guardrail itself)",
+            "check": _positive,
+        },
+    )
+    impact_alert_seconds: float = field(
+        default=3600.0,
+        metadata={
+            "help": "how long the alert of a regression verdict stays firing",
+            "check": _positive,
+        },
+    )
+    suspect_lookback_seconds: float = field(
+        default=24 * 3600.0,
+        metadata={
+            "help": "how long before an alert's change point change events are ranked as suspects",
             "check": _positive,
         },
     )
@@ -125,14 +206,63 @@ class Settings:
             "check": _non_negative,
         },
     )
+    max_series: int = field(
+        default=20000,
+        metadata={
+            "help": "series in memory per (model, environment); values of further series"
+            " are refused and counted (values_refused), not stored",
+            "check": _positive,
+        },
+    )
     max_clock_skew: float = field(
         default=300.0,
         metadata={"help": "how far in the future a timestamp may be", "check": _non_negative},
+    )
+    outcome_horizon_seconds: int = field(
+        default=7 * 24 * 3600,
+        metadata={
+            "help": "how long sampled predictions with a request id are kept for joining"
+            " outcomes (labels); later outcomes count as expired",
+            "check": _positive,
+        },
+    )
+    max_pending_predictions: int = field(
+        default=100_000,
+        metadata={
+            "help": "predictions held in memory between flushes to the store; more are"
+            " dropped and counted",
+            "check": _positive,
+        },
+    )
+    max_kept_predictions: int = field(
+        default=1_000_000,
+        metadata={
+            "help": "predictions kept in the store per model; the oldest are evicted"
+            " (counted) past it",
+            "check": _positive,
+        },
     )
     reflection: bool = field(default=True, metadata={"help": "serve gRPC server reflection"})
     shutdown_grace: float = field(
         default=10.0,
         metadata={"help": "seconds to finish in-flight calls on SIGTERM", "check": _non_negative},
+    )
+    # -- degraded mode (docs/storage.md#degraded-mode) --
+    max_buffered_buckets: int = field(
+        default=60,
+        metadata={
+            "help": "window buckets kept in memory per (model, environment) while the store is"
+            " unreachable; past it the oldest is dropped and its rows counted",
+            "check": _positive,
+        },
+    )
+    store_retry_max: float = field(
+        default=10.0,
+        metadata={
+            "help": "longest wait, in seconds, between flush retries while the store is"
+            " unreachable (exponential backoff from flush_interval, with jitter)",
+            "check": _positive,
+        },
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     guardrails: str = field(
@@ -320,6 +450,15 @@ class Settings:
             raise ConfigError("setting 'listen' must not be empty")
         if not self.instance:
             raise ConfigError("setting 'instance' must not be empty")
+        if self.fleet_mode not in ("auto", "on", "off"):
+            raise ConfigError(
+                f"setting 'fleet_mode' must be auto, on or off, got {self.fleet_mode!r}"
+            )
+        if self.impact_min_wait > self.impact_max_wait:
+            raise ConfigError(
+                f"setting 'impact_min_wait' ({self.impact_min_wait:g} s) must not exceed"
+                f" 'impact_max_wait' ({self.impact_max_wait:g} s)"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("settings 'tls_cert' and 'tls_key' must be given together")
         if self.tls_client_ca and not self.tls_cert:

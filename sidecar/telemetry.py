@@ -272,6 +272,16 @@ class Telemetry:
             ("records_rejected",),
             "Records refused (their batch was invalid or too large)",
         )
+        counter(
+            "baselined.samples.refused_series",
+            ("values_refused",),
+            "Values not stored because their series was past max_series (cardinality bound)",
+        )
+        counter(
+            "baselined.samples.folded",
+            ("slice_values_folded",),
+            "Rows whose slice value went to __other__ (past max_slice_values)",
+        )
 
         def dropped(options: CallbackOptions) -> Iterable[Observation]:
             return [

@@ -10,7 +10,11 @@ timestamp. Past ``max_slice_values`` distinct values of an attribute per
 A flush writes, for every (bucket, series) changed since the last flush, the
 bucket's cumulative state: a repeated flush is idempotent, a failed flush is
 retried with everything kept, and a crash loses at most one flush interval.
-Flushed buckets older than the newest bucket minus two leave memory. Should a
+Flushed buckets older than the newest bucket minus two leave memory. While the
+store is unreachable nothing is flushed, so buckets pile up: past
+``max_buffered_buckets`` per (model, environment) the oldest bucket is dropped
+and its unflushed rows are counted (:meth:`Windows.store_drops`, and reason
+``store_unavailable`` in :meth:`Windows.dropped_counts`). Should a
 row arrive later for a bucket that already left memory, it is kept under a
 fresh writer name (``writer#lateN``) so it never overwrites the partial
 written before.
@@ -31,6 +35,8 @@ written before.
 from __future__ import annotations
 
 import contextlib
+import logging
+import dataclasses
 import math
 import re
 import secrets
@@ -51,14 +57,20 @@ from sidecar.series import CategoricalState, NumericState, merge_encoded
 from sidecar.settings import Settings
 from sidecar.stores.base import Store
 
-__all__ = ["OTHER", "TRACES_KEPT", "WindowData", "Windows"]
+__all__ = ["OTHER", "STORE_UNAVAILABLE", "TRACES_KEPT", "WindowData", "Windows"]
+
+log = logging.getLogger(__name__)
 
 OTHER = "__other__"
 """The slice value that collects an attribute's values past ``max_slice_values``."""
 
+STORE_UNAVAILABLE = "store_unavailable"
+"""The drop reason of rows this sidecar dropped unflushed while the store was unreachable."""
+
 _DROP_INSTANCES = 1024  # senders whose drop counts are kept apart; older ones are folded
 _DROP_REASONS = 64  # distinct drop reasons kept per sender
 _KEEP_BUCKETS = 2  # flushed buckets this far behind the newest stay in memory for late rows
+_COMPACTABLE = 1800  # flushed buckets older than this (s) leave memory: compaction starts at 1 h
 _BUFFER_VALUES = 4096  # per series: 32 KB, twice a full digest; ~90 % of the bulk rate
 _LATE = "#late"
 _LATE_SUFFIX = re.compile(re.escape(_LATE) + r"\d+$")
@@ -88,10 +100,11 @@ class WindowData:
 
 
 class _Bucket:
-    __slots__ = ("buffered", "buffers", "dirty", "states", "writer")
+    __slots__ = ("buffered", "buffers", "dirty", "pending", "states", "writer")
 
     def __init__(self, writer: str) -> None:
         self.writer = writer
+        self.pending = 0  # rows ingested since this bucket's last successful flush
         self.states: dict[_Key, _State] = {}
         self.dirty: set[_Key] = set()
         # Numeric values not yet in their digest. Each digest update costs ~15 us
@@ -120,6 +133,7 @@ class _Window:
     __slots__ = (
         "buckets",
         "categorical",
+        "series",
         "fingerprint",
         "horizon",
         "newest",
@@ -137,6 +151,22 @@ class _Window:
         self.fingerprint: pb.Fingerprint | None = None
         # (version, slice label) -> the latest sampled request traceparents, oldest first.
         self.traces: dict[tuple[str, str], deque[str]] = {}
+        # Series of the buckets in memory: at most max_series (a cardinality bound).
+        self.series: set[_Key] = set()
+
+
+# What a flush took from a bucket: (window, bucket start, bucket, dirty keys, pending rows).
+_Taken = tuple[_Window, int, _Bucket, set[_Key], int]
+
+
+def _with_instance(data: DecodedBatch, instance: str) -> DecodedBatch:
+    """``data`` with the slice attribute ``instance=<instance>`` on every row
+    (``instance_slice``); a batch's own ``instance`` attribute wins."""
+    if any(s.name == "instance" for s in data.slices) or any(
+        k == "instance" for k, _ in data.batch_slices
+    ):
+        return data
+    return dataclasses.replace(data, batch_slices=(*data.batch_slices, ("instance", instance)))
 
 
 def _groups(codes: _Index, n: int) -> list[tuple[int, _Index | None]]:
@@ -175,9 +205,12 @@ class Windows:
         writer: str | None = None,
         on_batch: Callable[[DecodedBatch, int], None] | None = None,
         on_fingerprint: Callable[[DecodedBatch], None] | None = None,
+        on_keep: Callable[[DecodedBatch], None] | None = None,
     ) -> None:
         self.on_batch = on_batch
         self.on_fingerprint = on_fingerprint
+        # Outcomes (sidecar.outcomes) keep sampled predictions for joining labels.
+        self.on_keep = on_keep
         self.writer = writer or f"{settings.instance}:{secrets.token_hex(4)}"
         self._settings = settings
         self._store = store
@@ -188,10 +221,13 @@ class Windows:
             threading.Lock()
         )  # one flush at a time, so a flush that returns has written all
         self._late = 0
+        self._refused_logged = -math.inf
         # (model, environment, instance) -> reason -> highest cumulative count seen,
         # least recently heard from first; and the counts of senders folded away.
         self._dropped: dict[tuple[str, str, str], dict[str, int]] = {}
         self._dropped_folded: dict[tuple[str, str, str], int] = {}
+        # (model, environment) -> rows dropped unflushed past max_buffered_buckets.
+        self._store_dropped: dict[tuple[str, str], int] = {}
         self._counts = dict.fromkeys(
             (
                 "batches_accepted",
@@ -203,6 +239,9 @@ class Windows:
                 "flush_failures",
                 "series_flushed",
                 "traceparents_invalid",
+                "values_refused",
+                "buckets_dropped_unflushed",
+                "records_dropped_unflushed",
             ),
             0,
         )
@@ -218,6 +257,8 @@ class Windows:
         began = time.time_ns() if self.on_batch is not None else 0
         try:
             data = decode_batch(batch, self._settings, now=self._clock())
+            if self._settings.instance_slice:  # per-instance views in fleet mode
+                data = _with_instance(data, self._settings.instance)
             with self._lock:
                 key = (data.model, data.environment)
                 window = self._windows.get(key)
@@ -226,6 +267,7 @@ class Windows:
                 else:
                     self._check_kinds(window, data)
                 self._accumulate(window, data)
+                self._bound(key, window)
                 if data.traceparents:
                     self._remember_traces(window, data)
                 if data.dropped:
@@ -240,6 +282,9 @@ class Windows:
         if self.on_fingerprint is not None:
             with contextlib.suppress(Exception):  # derived events must never refuse a batch
                 self.on_fingerprint(data)
+        if self.on_keep is not None:
+            with contextlib.suppress(Exception):  # keeping predictions must never refuse a batch
+                self.on_keep(data)
         if self.on_batch is not None:
             with contextlib.suppress(Exception):  # telemetry must never refuse a batch
                 self.on_batch(data, began)
@@ -266,7 +311,9 @@ class Windows:
 
     def dropped_counts(self) -> dict[tuple[str, str, str], int]:
         """Records the middleware reported dropped, by (model, environment, reason):
-        the sum over sending instances of each one's latest cumulative count.
+        the sum over sending instances of each one's latest cumulative count;
+        plus, under reason ``store_unavailable``, the rows this sidecar dropped
+        unflushed (:meth:`store_drops`).
 
         Monotonic while senders run: a restarted sender reports under a new
         instance (``host:pid``) and its predecessor's counts stay in the sum; a
@@ -275,11 +322,39 @@ class Windows:
         """
         with self._lock:
             totals = dict(self._dropped_folded)
+            for (model, environment), n in self._store_dropped.items():
+                key = (model, environment, STORE_UNAVAILABLE)
+                totals[key] = totals.get(key, 0) + n
             for (model, environment, _), counts in self._dropped.items():
                 for reason, n in counts.items():
                     key = (model, environment, reason)
                     totals[key] = totals.get(key, 0) + n
         return totals
+
+    def _bound(self, key: tuple[str, str], window: _Window) -> None:
+        """Past ``max_buffered_buckets`` buckets in memory (the store has been
+        unreachable, so nothing could be flushed and evicted), drop the oldest
+        and count its unflushed rows; flushed buckets (kept for late rows) go
+        first, as their data is stored. A row arriving later for a dropped bucket
+        goes to a late writer, so it never overwrites what was flushed of it."""
+        limit = self._settings.max_buffered_buckets
+        while len(window.buckets) > limit:
+            clean = [s for s, b in window.buckets.items() if not (b.dirty or b.pending)]
+            start = min(clean) if clean else min(window.buckets)
+            bucket = window.buckets.pop(start)
+            end = start + self._settings.bucket_seconds
+            window.horizon = end if window.horizon is None else max(window.horizon, end)
+            if bucket.dirty or bucket.pending:
+                self._counts["buckets_dropped_unflushed"] += 1
+                self._counts["records_dropped_unflushed"] += bucket.pending
+                self._store_dropped[key] = self._store_dropped.get(key, 0) + bucket.pending
+
+    def store_drops(self) -> dict[tuple[str, str], int]:
+        """Rows dropped before they could be flushed, by (model, environment):
+        buckets pushed out of memory past ``max_buffered_buckets`` while the
+        store was unreachable."""
+        with self._lock:
+            return dict(self._store_dropped)
 
     def _remember_traces(self, window: _Window, data: DecodedBatch) -> None:
         """Keep the traceparents of the last rows of the batch in the reservoirs of
@@ -368,10 +443,12 @@ class Windows:
                     )
 
     def _accumulate(self, window: _Window, data: DecodedBatch) -> None:
-        for kind, name in data.numeric_signals:
-            window.categorical[(kind, name)] = False
-        for kind, name, _ in data.categorical:
-            window.categorical[(kind, name)] = True
+        types = window.categorical
+        if len(types) < self._settings.max_series:  # bounded like the series themselves
+            for kind, name in data.numeric_signals:
+                types[(kind, name)] = False
+            for kind, name, _ in data.categorical:
+                types[(kind, name)] = True
         if data.fingerprint is not None:
             fp, old = data.fingerprint, window.fingerprint
             if old is None or (not (fp.hash and fp.hash == old.hash) and fp != old):
@@ -393,13 +470,20 @@ class Windows:
         )
         window.newest = newest
         buckets = [self._bucket(window, b) for b in bucket_starts]
+        if len(buckets) == 1:
+            buckets[0].pending += data.rows
+        else:
+            for bucket, rows in zip(
+                buckets, np.bincount(bucket_codes, minlength=len(buckets)).tolist(), strict=True
+            ):
+                bucket.pending += rows
 
         # All traffic, and the slices that hold for the whole batch: same rows.
         whole = [ALL_TRAFFIC]
         for attr, value in data.batch_slices:
             whole.append(self._slice_label(window, attr, value, data.rows))
         for code, idx in _groups(bucket_codes, len(buckets)):
-            self._feed(buckets[code], data, idx, whole)
+            self._feed(window, buckets[code], data, idx, whole)
 
         for column in data.slices:
             labels: list[str] = []
@@ -427,7 +511,9 @@ class Windows:
             row_targets = targets[value_codes]
             codes = np.where(row_targets >= 0, bucket_codes * len(labels) + row_targets, -1)
             for code, idx in _groups(codes, len(buckets) * len(labels)):
-                self._feed(buckets[code // len(labels)], data, idx, [labels[code % len(labels)]])
+                self._feed(
+                    window, buckets[code // len(labels)], data, idx, [labels[code % len(labels)]]
+                )
 
     def _slice_label(self, window: _Window, attr: str, value: str, rows: int) -> str:
         """``attr=value``, or ``attr=__other__`` once the attribute has its fill of values."""
@@ -450,8 +536,33 @@ class Windows:
             bucket = window.buckets[start] = _Bucket(writer)
         return bucket
 
+    def _admit(self, window: _Window, key: _Key, values: int) -> bool:
+        """Whether a series new to its bucket may be kept: past ``max_series`` series
+        in memory per (model, environment), a new one is refused and its values counted."""
+        if key in window.series:
+            return True
+        if len(window.series) < self._settings.max_series:
+            window.series.add(key)
+            return True
+        self._counts["values_refused"] += values
+        now = time.monotonic()
+        if now - self._refused_logged >= 60.0:  # at most one warning a minute
+            self._refused_logged = now
+            log.warning(
+                "series %r refused: %d series in memory for this model and environment,"
+                " the max_series bound; its values are counted (values_refused), not stored",
+                SeriesId(*key).encode().replace("\x1f", "/"),
+                len(window.series),
+            )
+        return False
+
     def _feed(
-        self, bucket: _Bucket, data: DecodedBatch, idx: _Index | None, slices: Sequence[str]
+        self,
+        window: _Window,
+        bucket: _Bucket,
+        data: DecodedBatch,
+        idx: _Index | None,
+        slices: Sequence[str],
     ) -> None:
         """Add the rows ``idx`` (None: all) of every signal to the series of each slice."""
         states, dirty, version = bucket.states, bucket.dirty, data.version
@@ -465,6 +576,8 @@ class Windows:
                 buffer = buffers.get(key)
                 if buffer is None:
                     if key not in states:
+                        if not self._admit(window, key, rows):
+                            continue
                         states[key] = NumericState(compression, exact_limit)
                     buffers[key] = [numeric[i]]
                     buffered[key] = rows
@@ -484,6 +597,8 @@ class Windows:
                 key = (version, label, kind, name)
                 table = states.get(key)
                 if table is None:
+                    if not self._admit(window, key, len(chosen)):
+                        continue
                     table = states[key] = CategoricalState(capacity)
                 assert isinstance(table, CategoricalState)  # _check_kinds keeps types apart
                 table.add(chosen)
@@ -500,11 +615,11 @@ class Windows:
         first error is raised after every (model, environment) was tried.
         """
         with self._flush_lock:
-            work: list[tuple[str, str, list[Partial], list[tuple[_Bucket, set[_Key]]]]] = []
+            work: list[tuple[str, str, list[Partial], list[_Taken]]] = []
             with self._lock:
                 for (model, environment), window in self._windows.items():
                     partials: list[Partial] = []
-                    taken: list[tuple[_Bucket, set[_Key]]] = []
+                    taken: list[_Taken] = []
                     for start, bucket in window.buckets.items():
                         if not bucket.dirty:
                             continue
@@ -512,8 +627,9 @@ class Windows:
                             SeriesId(*key).encode(): bucket.encode(key) for key in bucket.dirty
                         }
                         partials.append(Partial(start, bucket.writer, series))
-                        taken.append((bucket, bucket.dirty))
+                        taken.append((window, start, bucket, bucket.dirty, bucket.pending))
                         bucket.dirty = set()
+                        bucket.pending = 0
                     if partials:
                         work.append((model, environment, partials, taken))
 
@@ -526,8 +642,14 @@ class Windows:
                     )
                 except Exception as err:  # keep everything whatever went wrong, then report
                     with self._lock:
-                        for bucket, keys in taken:
-                            bucket.dirty |= keys
+                        for window, start, bucket, keys, rows in taken:
+                            if window.buckets.get(start) is bucket:
+                                bucket.dirty |= keys
+                                bucket.pending += rows
+                            elif rows:  # pushed out of memory by _bound meanwhile
+                                key = (model, environment)
+                                self._counts["records_dropped_unflushed"] += rows
+                                self._store_dropped[key] = self._store_dropped.get(key, 0) + rows
                         self._counts["flush_failures"] += 1
                     error = error or err
                     continue
@@ -542,9 +664,13 @@ class Windows:
             return written
 
     def _evict(self) -> None:
-        """Drop flushed buckets behind the newest by more than the margin, or past retention."""
+        """Drop flushed buckets behind the newest by more than the margin, or past retention,
+        or old enough that compaction may merge them (``sidecar.compaction``): a row
+        arriving for such a bucket later goes to a fresh ``#late`` partial."""
         width = self._settings.bucket_seconds
-        expired = math.floor(self._clock() - self._settings.retention_seconds)
+        now = self._clock()
+        settled = now - max(_COMPACTABLE, (_KEEP_BUCKETS + 1) * width)
+        expired = math.floor(max(now - self._settings.retention_seconds, settled))
         for window in self._windows.values():
             if window.newest is None:
                 continue
@@ -552,8 +678,11 @@ class Windows:
             if window.horizon is not None and cutoff <= window.horizon:
                 cutoff = window.horizon
             window.horizon = cutoff
-            for start in [s for s, b in window.buckets.items() if s < cutoff and not b.dirty]:
+            gone = [s for s, b in window.buckets.items() if s < cutoff and not b.dirty]
+            for start in gone:
                 del window.buckets[start]
+            if gone:  # the series bound counts the series of the buckets in memory
+                window.series = {k for b in window.buckets.values() for k in b.states}
 
     # -- queries ---------------------------------------------------------------
 
@@ -616,7 +745,8 @@ class Windows:
 
     def stats(self) -> dict[str, int]:
         """Counters: batches/records accepted and rejected, slice values folded
-        (rows that went to ``__other__``), flushes, and what is in memory."""
+        (rows that went to ``__other__``), flushes, buckets and records dropped
+        unflushed (``max_buffered_buckets``), and what is in memory."""
         with self._lock:
             counts = dict(self._counts)
             counts["series_in_memory"] = sum(

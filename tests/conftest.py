@@ -61,3 +61,23 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
                 client.delete(key)
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """URL (``redis+cluster://``) of a real 3-primary Redis Cluster started for this
+    session from ``redis-server`` processes (``tests/cluster_support.py``); skips,
+    or fails under BASELINED_REQUIRE_REDIS, when redis-server is missing."""
+    from tests.cluster_support import ClusterUnavailable, LocalCluster
+
+    cluster = LocalCluster(masters=3)
+    try:
+        cluster.start()
+    except ClusterUnavailable as err:
+        if REQUIRE_REDIS:
+            pytest.fail(f"{err} (BASELINED_REQUIRE_REDIS is set, so this is a failure)")
+        pytest.skip(str(err))
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()

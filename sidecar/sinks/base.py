@@ -41,6 +41,7 @@ __all__ = [
     "SinkStats",
     "alert_annotations",
     "alert_labels",
+    "correlation_lines",
     "describe_alert",
     "format_effect",
     "headline",
@@ -242,15 +243,51 @@ def describe_alert(alert: AlertView) -> str:
     return "\n".join(lines)
 
 
+def correlation_lines(alert: AlertView) -> tuple[str, list[str]]:
+    """An alert's root-cause hints for humans (issue 4): the top suspect in one short
+    line ('' without one) and the lines of the description (change point, suspects,
+    fingerprint difference, slice attribution). Alerts without a ``correlation``
+    attribute (or None) give nothing."""
+    correlation: Any = getattr(alert, "correlation", None)
+    if correlation is None:
+        return "", []
+    lines: list[str] = []
+    cp = correlation.change_point
+    if cp is not None and cp.estimated:
+        lines.append(
+            f"change point: {rfc3339(cp.time)} (between {rfc3339(cp.start)} and {rfc3339(cp.end)})"
+        )
+    suspect = ""
+    if correlation.suspects:
+        top = correlation.suspects[0]
+        suspect = f"{top.describe()} ({top.model}, {rfc3339(top.time)}; score {top.score:.2f})"
+        ranked = ", ".join(f"{s.describe()} {s.score:.2f}" for s in correlation.suspects[:3])
+        lines.append(f"suspects: {ranked}")
+    if correlation.fingerprint_diff:
+        lines.append(
+            "fingerprint: " + "; ".join(d.describe() for d in correlation.fingerprint_diff[:5])
+        )
+    if correlation.attribution_summary:
+        lines.append(f"attribution: {correlation.attribution_summary}")
+    return suspect, lines
+
+
 def alert_annotations(alert: AlertView) -> dict[str, str]:
-    """Alertmanager annotations: summary, description, runbook_url, baseline_id."""
+    """Alertmanager annotations: summary, description, runbook_url, baseline_id, and
+    ``suspect`` (the top-ranked change event) when the alert carries correlation."""
+    suspect, lines = correlation_lines(alert)
+    description = describe_alert(alert)
+    if lines:
+        description += "\n" + "\n".join(lines)
     annotations = {
         "summary": alert.summary,
-        "description": describe_alert(alert),
+        "description": description,
         "baseline_id": alert.baseline_id,
     }
     if alert.playbook_url:
         annotations["runbook_url"] = alert.playbook_url
+    if suspect:
+        annotations["suspect"] = suspect
     return annotations
 
 

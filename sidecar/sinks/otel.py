@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from opentelemetry._logs import LoggerProvider, LogRecord, SeverityNumber
 from opentelemetry.context import Context
@@ -118,7 +118,38 @@ def _alert_attributes(alert: AlertView) -> dict[str, AttributeValue]:
             ):
                 if not math.isnan(value):
                     attributes[f"baselined.effect.{key}"] = value
+    attributes.update(_correlation_attributes(alert))
     return attributes
+
+
+def _correlation_attributes(alert: AlertView) -> dict[str, AttributeValue]:
+    """Root-cause hints (issue 4): change point, top suspect, all suspects' event
+    ids, fingerprint differences and the attribution line."""
+    correlation: Any = getattr(alert, "correlation", None)
+    if correlation is None:
+        return {}
+    out: dict[str, AttributeValue] = {}
+    cp = correlation.change_point
+    if cp is not None:
+        out["baselined.change_point.time"] = cp.time
+        out["baselined.change_point.start"] = cp.start
+        out["baselined.change_point.end"] = cp.end
+        out["baselined.change_point.estimated"] = cp.estimated
+    if correlation.suspects:
+        top = correlation.suspects[0]
+        out["baselined.suspect.event_id"] = top.event_id
+        out["baselined.suspect.type"] = top.type
+        out["baselined.suspect.time"] = top.time
+        out["baselined.suspect.score"] = top.score
+        out["baselined.suspect.description"] = top.describe()
+        out["baselined.suspects"] = [s.event_id for s in correlation.suspects]
+    if correlation.fingerprint_diff:
+        out["baselined.fingerprint_diff"] = [d.describe() for d in correlation.fingerprint_diff]
+    if correlation.attribution_summary:
+        out["baselined.attribution"] = correlation.attribution_summary
+    if correlation.error:
+        out["baselined.correlation_error"] = correlation.error
+    return out
 
 
 def parse_traceparent(value: str) -> SpanContext | None:

@@ -34,11 +34,11 @@ from sidecar.stats.sequences import (
     fixed_cdf_radius,
     fixed_mean_bounds,
     fixed_proportion_bounds,
-    fixed_rank_radius,
+    fixed_rank_bounds,
     live_cdf_radius,
     live_mean_bounds,
     live_proportion_bounds,
-    live_rank_radius,
+    live_rank_bounds,
 )
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "NUMERIC_EFFECTS",
     "Effect",
     "categorical_effects",
+    "end_alpha",
     "numeric_effects",
 ]
 
@@ -120,6 +121,20 @@ def _none(name: str, unit: str) -> Effect:
     return Effect(name, _NAN, _NAN, _NAN, unit)
 
 
+def end_alpha(alpha: float, direction: str) -> float:
+    """The level of each end of a quantile effect's interval whose test has ``alpha``.
+
+    A test that fires on one side only (``up``: the lower end clears the guardrail;
+    ``down``: the upper end) spends its whole alpha on that end: each end is then a
+    one-sided bound at ``alpha``. A ``both`` test can fire on either end: alpha / 2
+    each. Within an end, the live and the baseline side get half each.
+
+    >>> end_alpha(1e-3, "up"), end_alpha(1e-3, "both")
+    (0.001, 0.0005)
+    """
+    return alpha if direction in ("up", "down") else alpha / 2.0
+
+
 def _rank_slack(state: NumericState, p: float) -> float:
     if state.is_exact:
         return 0.0
@@ -167,13 +182,17 @@ def numeric_effects(
     alpha_for: Callable[[str], float],
     *,
     only: Collection[str] | None = None,
+    direction_for: Callable[[str], str] | None = None,
 ) -> dict[str, Effect]:
     """All :data:`NUMERIC_EFFECTS` of ``live`` against ``base`` (in that order).
 
     ``alpha_for(name)`` is the alpha of that effect's test; each side gets half.
-    Effects that cannot be computed (an empty side, precision statistics missing
-    from an old encoding) have nan estimate and bounds. ``only`` restricts the
-    work to the groups those names belong to (the result then holds those groups).
+    ``direction_for(name)`` (default ``"both"``) is the direction its guardrail
+    watches: quantile effects of a one-sided test get one-sided ends at the full
+    alpha (:func:`end_alpha`). Effects that cannot be computed (an empty side,
+    precision statistics missing from an old encoding) have nan estimate and
+    bounds. ``only`` restricts the work to the groups those names belong to (the
+    result then holds those groups).
     """
     want = set(NUMERIC_EFFECTS if only is None else only)
     if not want <= set(NUMERIC_EFFECTS):
@@ -194,17 +213,22 @@ def numeric_effects(
 
     # Quantile-shift intervals: one quantile call per side for every level needed.
     alphas = {name: alpha_for(name) for name in NUMERIC_EFFECTS}
+    ends = {
+        name: end_alpha(alphas[name], "both" if direction_for is None else direction_for(name))
+        for name in _QUANTILE_GROUP
+    }
     live_levels: list[float] = []
     base_levels: list[float] = []
-    plans: list[tuple[str, float, float]] = []  # (prefix, p, alpha)
+    plans: list[tuple[str, float, float]] = []  # (prefix, p, alpha of each end)
     for prefix, p in _LEVELS if want & _QUANTILE_GROUP else ():
         if not want & {f"{prefix}_rel", f"{prefix}_abs"}:
             continue
-        for a in {alphas[f"{prefix}_rel"], alphas[f"{prefix}_abs"]}:
-            u_l = _f(live_rank_radius(p, t, a / 2.0)) + _rank_slack(live, p)
-            u_b = _f(fixed_rank_radius(p, n, a / 2.0)) + _rank_slack(base, p)
-            live_levels += (p - u_l, p, p + u_l)
-            base_levels += (p - u_b, p, p + u_b)
+        for a in {ends[f"{prefix}_rel"], ends[f"{prefix}_abs"]}:
+            lo_l, hi_l = live_rank_bounds(p, t, a / 2.0)
+            lo_b, hi_b = fixed_rank_bounds(p, n, a / 2.0)
+            s_l, s_b = _rank_slack(live, p), _rank_slack(base, p)
+            live_levels += (p - _f(lo_l) - s_l, p, p + _f(hi_l) + s_l)
+            base_levels += (p - _f(lo_b) - s_b, p, p + _f(hi_b) + s_b)
             plans.append((prefix, p, a))
     lv = np.array(live_levels)
     bv = np.array(base_levels)
@@ -222,10 +246,10 @@ def numeric_effects(
     for i, (prefix, _p, a) in enumerate(plans):
         l_lo, l_mid, l_hi = (float(v) for v in lq_ends[3 * i : 3 * i + 3])
         b_lo, b_mid, b_hi = (float(v) for v in bq_ends[3 * i : 3 * i + 3])
-        if alphas[f"{prefix}_abs"] == a:
+        if ends[f"{prefix}_abs"] == a:
             name = f"{prefix}_abs"
             out[name] = Effect(name, l_mid - b_mid, l_lo - b_hi, l_hi - b_lo, "absolute")
-        if alphas[f"{prefix}_rel"] == a:
+        if ends[f"{prefix}_rel"] == a:
             name = f"{prefix}_rel"
             est, lo, hi = _relative(_rel_estimate(l_mid, b_mid), (l_lo, l_hi), (b_lo, b_hi))
             out[name] = Effect(name, est, lo, hi, "relative")

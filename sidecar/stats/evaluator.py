@@ -49,18 +49,19 @@ from sidecar.stats.effects import (
     CATEGORICAL_EFFECTS,
     NUMERIC_EFFECTS,
     Effect,
+    end_alpha,
 )
 from sidecar.stats.sequences import (
     fixed_cdf_radius,
     fixed_mean_bounds,
     fixed_mean_radius,
     fixed_proportion_bounds,
-    fixed_rank_radius,
+    fixed_rank_bounds,
     live_cdf_radius,
     live_mean_bounds,
     live_mean_radius,
     live_proportion_bounds,
-    live_rank_radius,
+    live_rank_bounds,
 )
 
 __all__ = ["EffectEvaluator"]
@@ -166,7 +167,13 @@ class _NumericBase:
         "want",
     )
 
-    def __init__(self, state: NumericState, want: tuple[str, ...], alpha: dict[str, float]) -> None:
+    def __init__(
+        self,
+        state: NumericState,
+        want: tuple[str, ...],
+        alpha: dict[str, float],
+        direction: Mapping[str, str] | None = None,
+    ) -> None:
         self.state = state
         self.want = want
         self.alpha = alpha
@@ -219,7 +226,7 @@ class _NumericBase:
         self.points: Floats | None = None
         if n == 0:
             return
-        self._plan_quantiles(wanted)
+        self._plan_quantiles(wanted, direction or {})
         for name in _MEAN_NAMES:
             if name in wanted:
                 self.mean_fixed[name] = float(fixed_mean_radius(n, alpha[name] / 2.0))
@@ -246,22 +253,28 @@ class _NumericBase:
                 parts.append(np.array([np.nextafter(self.lo, -_INF), self.hi]))
             self.points = np.concatenate(parts)
 
-    def _plan_quantiles(self, wanted: set[str]) -> None:
+    def _plan_quantiles(self, wanted: set[str], direction: Mapping[str, str]) -> None:
         state, n = self.state, self.n
         slack = 0.0 if state.is_exact else 1.0 / state.compression
         levels: list[float] = []
         for prefix, p in _LEVELS:
             names = [f"{prefix}_abs", f"{prefix}_rel"]
-            alphas = {self.alpha[name] for name in names if name in wanted}
-            for a in sorted(alphas):
+            # The level of each end of the interval (one-sided tests spend all on one end).
+            ends = {
+                name: end_alpha(self.alpha[name], direction.get(name, "both"))
+                for name in names
+                if name in wanted
+            }
+            for a in sorted(set(ends.values())):
                 plan = _Plan(
                     p,
                     a,
-                    names[0] if names[0] in wanted and self.alpha[names[0]] == a else None,
-                    names[1] if names[1] in wanted and self.alpha[names[1]] == a else None,
+                    names[0] if ends.get(names[0]) == a else None,
+                    names[1] if ends.get(names[1]) == a else None,
                 )
-                u_b = float(fixed_rank_radius(p, n, a / 2.0)) + plan.spread * slack
-                levels += (p - u_b, p, p + u_b)
+                lo_b, hi_b = fixed_rank_bounds(p, n, a / 2.0)
+                s_b = plan.spread * slack
+                levels += (p - float(lo_b) - s_b, p, p + float(hi_b) + s_b)
                 self.plans.append(plan)
         if not levels:
             return
@@ -344,8 +357,7 @@ class _Batch:
 
 
 def _rank(p: Floats, t: Floats, alpha: float) -> tuple[Floats, Floats]:
-    r = live_rank_radius(p, t, alpha)
-    return r, r
+    return live_rank_bounds(p, t, alpha)
 
 
 def _cdf(_x: Floats, t: Floats, alpha: float) -> tuple[Floats, Floats]:
@@ -363,7 +375,10 @@ class EffectEvaluator(Generic[K]):
     ``effects_for(key)`` names the effects to compute for a series (names of
     :data:`~sidecar.stats.effects.NUMERIC_EFFECTS` or
     :data:`~sidecar.stats.effects.CATEGORICAL_EFFECTS` by the baseline state's type);
-    ``alpha_for(key, name)`` is that test's alpha. Both are called here, once.
+    ``alpha_for(key, name)`` is that test's alpha; ``direction_for(key, name)``
+    (default ``"both"``) the direction its guardrail watches (quantile effects of a
+    one-sided test get one-sided ends, :func:`~sidecar.stats.effects.end_alpha`).
+    All are called here, once.
     """
 
     def __init__(
@@ -371,6 +386,7 @@ class EffectEvaluator(Generic[K]):
         baseline: Mapping[K, NumericState | CategoricalState],
         effects_for: Callable[[K], Collection[str]],
         alpha_for: Callable[[K, str], float],
+        direction_for: Callable[[K, str], str] | None = None,
     ) -> None:
         self._numeric: dict[K, _NumericBase] = {}
         self._categorical: dict[K, _CategoricalBase] = {}
@@ -390,7 +406,12 @@ class EffectEvaluator(Generic[K]):
             want = tuple(name for name in order if name in names)
             alpha = {name: float(alpha_for(key, name)) for name in want}
             if isinstance(state, NumericState):
-                self._numeric[key] = _NumericBase(state, want, alpha)
+                direction = (
+                    {name: direction_for(key, name) for name in want if name in _QUANTILE_NAMES}
+                    if direction_for is not None
+                    else None
+                )
+                self._numeric[key] = _NumericBase(state, want, alpha, direction)
             else:
                 self._categorical[key] = _CategoricalBase(state, want, alpha)
 
@@ -452,7 +473,7 @@ class EffectEvaluator(Generic[K]):
                 means_a.append(base.alpha[name] / 2.0)
             for name in base.cdf_fixed:
                 cdfs.add(0.0, t, base.alpha[name] / 2.0)
-        rank_r, _ = ranks.solve(_rank)
+        rank_lo, rank_hi = ranks.solve(_rank)
         cdf_r, _ = cdfs.solve(_cdf)
         mean_r: list[float] = live_mean_radius(means_t, means_a).tolist() if means_t else []
         rank_at, cdf_at = ranks.requests, cdfs.requests
@@ -523,10 +544,12 @@ class EffectEvaluator(Generic[K]):
                 if k:
                     raw: list[float] = []
                     for plan in base.plans:
-                        u = rank_r[rank_at[(plan.p, t, plan.alpha / 2.0)]]
+                        at = rank_at[(plan.p, t, plan.alpha / 2.0)]
+                        u_lo, u_hi = rank_lo[at], rank_hi[at]
                         if not state.is_exact:
-                            u += plan.spread / state.compression
-                        raw += (plan.p - u, plan.p, plan.p + u)
+                            u_lo += plan.spread / state.compression
+                            u_hi += plan.spread / state.compression
+                        raw += (plan.p - u_lo, plan.p, plan.p + u_hi)
                     levels[:k] = raw
                     np.clip(levels[:k], 0.0, 1.0, out=levels[:k])
                 q = state.quantiles(levels)

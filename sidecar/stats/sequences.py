@@ -32,16 +32,19 @@ from scipy import optimize, special, stats
 
 __all__ = [
     "CDF_LIL_CONSTANT",
+    "RANK_V_OPT",
     "T_OPT",
     "fixed_cdf_radius",
     "fixed_mean_bounds",
     "fixed_mean_radius",
     "fixed_proportion_bounds",
+    "fixed_rank_bounds",
     "fixed_rank_radius",
     "live_cdf_radius",
     "live_mean_bounds",
     "live_mean_radius",
     "live_proportion_bounds",
+    "live_rank_bounds",
     "live_rank_radius",
     "mixture_concentration",
 ]
@@ -53,6 +56,13 @@ FloatArray = npt.NDArray[np.float64]
 #: in the middle (on a log scale) and the boundaries are within a few percent of
 #: their optimum over that whole range.
 T_OPT: Final = 20_000.0
+
+#: Intrinsic time V = p (1 - p) t at which the one-sided rank sequences
+#: (`live_rank_bounds`, the quantile effects) are tightest: t = 2,000 values for a
+#: median, 5,600 for p90, 50,000 for p99, 500,000 for p99.9. The information about a
+#: p-quantile grows with the number of values on its rarer side, not with t: a p99
+#: needs ~100 times the values of a median to be known as well. Any value is valid.
+RANK_V_OPT: Final = 500.0
 
 #: Leading constant A of the time-uniform DKW boundary (Howard & Ramdas 2022, Thm 2).
 CDF_LIL_CONSTANT: Final = 0.85
@@ -315,6 +325,177 @@ def live_rank_radius(p: npt.ArrayLike, t: npt.ArrayLike, alpha: float) -> FloatA
     if _scalar(pa, ta):
         return np.asarray(_live_rank_radius_scalar(float(pa), float(ta), a), dtype=np.float64)
     return _live_rank_radius(pa, ta, a)
+
+
+def _mixture_root(
+    p: FloatArray, t: FloatArray, r: float, thr: FloatArray, side: float
+) -> tuple[FloatArray, FloatArray]:
+    """Root on one side of t p of log M_t(S) = thr (1-d arrays, t > 0), M_t the
+    beta-binomial mixture with prior Beta(r p, r (1-p)) (see `_rank_bounds`).
+
+    Returns (root, found): where log M_t stays below thr up to the end (0 or t) of
+    that side there is no root; ``found`` is False there. Newton's method started
+    outside the root converges monotonically from outside: every iterate is
+    conservative (further from t p).
+    """
+    a, b = r * p, r * (1.0 - p)
+    log_p, log_q = np.log(p), np.log1p(-p)
+    const = -special.gammaln(a + b + t) - special.betaln(a, b) - t * log_q - thr
+    drift = log_q - log_p
+
+    def f(s: FloatArray, idx: npt.NDArray[np.intp]) -> FloatArray:
+        out: FloatArray = (
+            special.gammaln(a[idx] + s)
+            + special.gammaln(b[idx] + t[idx] - s)
+            + s * drift[idx]
+            + const[idx]
+        )
+        return out
+
+    def df(s: FloatArray, idx: npt.NDArray[np.intp]) -> FloatArray:
+        out: FloatArray = (
+            special.digamma(a[idx] + s) - special.digamma(b[idx] + t[idx] - s) + drift[idx]
+        )
+        return out
+
+    every = np.arange(p.size)
+    var = p * (1.0 - p)
+    v, rho = var * t, var * (r + 1.0)
+    big_l = np.maximum(thr, 0.0)
+    width = np.sqrt((v + rho) * (np.log1p(v / rho) + 2.0 * big_l))
+    reach = (1.0 - p) if side > 0 else p
+    end = t if side > 0 else np.zeros_like(t)
+    dist = np.minimum(width + reach * big_l / 3.0 + 1.0, t)
+    s = np.clip(t * p + side * dist, 0.0, t)
+    fs = f(s, every)
+    for _ in range(12):
+        inside = fs < 0.0
+        if not inside.any():
+            break
+        dist = np.where(inside, np.minimum(dist * 1.6, t), dist)
+        s = np.where(inside, np.clip(t * p + side * dist, 0.0, t), s)
+        fs = np.where(inside, f(s, every), fs)
+    f_end = f(end, every)
+    found = f_end >= 0.0
+    s = np.where(found & (fs >= 0.0), s, end)
+    active = np.flatnonzero(found)
+    for _ in range(_NEWTON_MAX):
+        if active.size == 0:
+            break
+        cur = s[active]
+        step = f(cur, active) / df(cur, active)
+        new = np.clip(cur - step, 0.0, t[active])
+        s[active] = new
+        done = np.abs(new - cur) <= 1e-10 * (1.0 + t[active])
+        active = active[~done]
+    return s, found
+
+
+def _live_rank_bounds(p: FloatArray, t: FloatArray, alpha: float) -> tuple[FloatArray, FloatArray]:
+    p, t = np.broadcast_arrays(p, t)
+    flat_p, flat_t = p.ravel().astype(np.float64), t.ravel().astype(np.float64)
+    lower = np.ones(flat_p.shape, dtype=np.float64)
+    upper = np.ones(flat_p.shape, dtype=np.float64)
+    pos = np.flatnonzero(flat_t > 0.0)
+    if pos.size:
+        pp, tt = flat_p[pos], flat_t[pos]
+        big_l = math.log(1.0 / alpha)
+        # Prior concentration (in observations) tightest at intrinsic time RANK_V_OPT.
+        r = RANK_V_OPT / (pp * (1.0 - pp)) / (2.0 * big_l + math.log1p(2.0 * big_l))
+        a, b = r * pp, r * (1.0 - pp)
+        # Prior mass on each side of p, and the posterior mass given S (I_p is the
+        # regularized incomplete beta function; the upper side uses I_{1-p}(b, a)).
+        prior = (special.betainc(a, b, pp), special.betainc(b, a, 1.0 - pp))
+        for i, side in enumerate((-1.0, 1.0)):
+            thr0 = big_l + np.log(prior[i])
+            s0, _ = _mixture_root(pp, tt, r, thr0, side)
+            if side < 0:
+                post = special.betainc(a + s0, b + tt - s0, pp)
+            else:
+                post = special.betainc(b + tt - s0, a + s0, 1.0 - pp)
+            # Beyond s0 (further from t p) the posterior mass on this side is at least
+            # post, so M^side >= M_t post / prior there: the root of M_t = prior /
+            # (alpha post) is a conservative root of M^side = 1 / alpha.
+            thr1 = thr0 - np.log(np.maximum(post, 1e-300))
+            s1, found = _mixture_root(pp, tt, r, thr1, side)
+            radius = side * (s1 / tt - pp)
+            (lower if side < 0 else upper)[pos] = np.where(found, radius, 1.0)
+    return lower.reshape(p.shape), upper.reshape(p.shape)
+
+
+@lru_cache(maxsize=65_536)
+def _live_rank_bounds_scalar(p: float, t: float, alpha: float) -> tuple[float, float]:
+    lo, hi = _live_rank_bounds(np.array([p]), np.array([t]), alpha)
+    return float(lo[0]), float(hi[0])
+
+
+def live_rank_bounds(
+    p: npt.ArrayLike, t: npt.ArrayLike, alpha: float
+) -> tuple[FloatArray, FloatArray]:
+    """One-sided time-uniform radii (u_minus, u_plus) of S_t ~ Bin(t, p), each at ``alpha``:
+
+        P(exists t: S_t / t < p - u_minus) <= alpha,   P(exists t: S_t / t > p + u_plus) <= alpha.
+
+    S_t counts the live values below the true p-quantile, so Q_t(p - u_minus) is a
+    lower bound of the true p-quantile valid at every t at once with probability
+    >= 1 - alpha, and Q_t(p + u_plus) likewise an upper bound. Each side is the
+    beta-binomial mixture of `live_rank_radius` with its prior truncated to that side
+    of p (Howard et al. 2021, Sec. 3.2, one-sided mixtures): M^- = M_t P(q < p | S) /
+    P(q < p), a martingale under p. Tightest at intrinsic time p (1-p) t = `RANK_V_OPT`. A side
+    without a bound (too few values) gives 1 (vacuous).
+
+    >>> lo, hi = live_rank_bounds(0.99, 100_000, 5e-4)
+    >>> bool(0.001 < float(lo) < float(live_rank_radius(0.99, 100_000, 5e-4)))
+    True
+    """
+    a = _alpha(alpha)
+    if _plain(p, t):
+        lo, hi = _live_rank_bounds_scalar(_p_scalar(p), _count_scalar("t", t), a)  # type: ignore[arg-type]
+        return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    pa, ta = _probability("p", p), _count("t", t)
+    if _scalar(pa, ta):
+        lo, hi = _live_rank_bounds_scalar(float(pa), float(ta), a)
+        return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    return _live_rank_bounds(pa, ta, a)
+
+
+def _fixed_rank_bounds(p: FloatArray, n: FloatArray, alpha: float) -> tuple[FloatArray, FloatArray]:
+    p, n = np.broadcast_arrays(p, n)
+    n_int = np.floor(n)
+    # P(S > k_hi) <= alpha and P(S < k_lo) <= alpha for S ~ Binomial(n, p).
+    k_hi = stats.binom.ppf(1.0 - alpha, n_int, p)
+    k_lo = stats.binom.ppf(alpha, n_int, p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lower = np.where(n_int > 0, p - k_lo / n_int, 1.0).astype(np.float64)
+        upper = np.where(n_int > 0, k_hi / n_int - p, 1.0).astype(np.float64)
+    return lower, upper
+
+
+@lru_cache(maxsize=65_536)
+def _fixed_rank_bounds_scalar(p: float, n: float, alpha: float) -> tuple[float, float]:
+    lo, hi = _fixed_rank_bounds(np.array(p), np.array(n), alpha)
+    return float(lo), float(hi)
+
+
+def fixed_rank_bounds(
+    p: npt.ArrayLike, n: npt.ArrayLike, alpha: float
+) -> tuple[FloatArray, FloatArray]:
+    """One-sided fixed-sample radii (u_minus, u_plus) of S ~ Bin(n, p), each at ``alpha``
+    (exact binomial tails): P(S/n < p - u_minus) <= alpha, P(S/n > p + u_plus) <= alpha.
+
+    >>> lo, hi = fixed_rank_bounds(0.5, 100, 0.025)
+    >>> round(float(lo), 2), round(float(hi), 2)
+    (0.1, 0.1)
+    """
+    a = _alpha(alpha)
+    if _plain(p, n):
+        lo, hi = _fixed_rank_bounds_scalar(_p_scalar(p), _count_scalar("n", n), a)  # type: ignore[arg-type]
+        return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    pa, na = _probability("p", p), _count("n", n)
+    if _scalar(pa, na):
+        lo, hi = _fixed_rank_bounds_scalar(float(pa), float(na), a)
+        return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    return _fixed_rank_bounds(pa, na, a)
 
 
 def _fixed_rank_radius(p: FloatArray, n: FloatArray, alpha: float) -> FloatArray:

@@ -20,7 +20,8 @@ __all__ = ["RedisStore", "SQLiteStore", "Store", "open_store"]
 
 _SUPPORTED = (
     "sqlite:///relative.db, sqlite:////absolute/path.db, :memory: (or sqlite://:memory:), "
-    "redis://[user:password@]host:port/db, rediss://... (TLS) or unix:///path/to/redis.sock"
+    "redis://[user:password@]host:port/db, rediss://... (TLS), unix:///path/to/redis.sock"
+    " or redis+cluster://[user:password@]host:port (Redis Cluster; rediss+cluster:// for TLS)"
 )
 
 
@@ -44,7 +45,8 @@ def open_store(url: str, **options: Any) -> Store:
     ``sqlite:///relative.db`` is a file relative to the working directory,
     ``sqlite:////abs/path.db`` an absolute one, ``:memory:`` (or
     ``sqlite://:memory:``) a private in-memory database; ``redis://``,
-    ``rediss://`` and ``unix://`` URLs open a :class:`RedisStore`. Anything
+    ``rediss://`` and ``unix://`` URLs open a :class:`RedisStore`, and
+    ``redis+cluster://host:port`` one on Redis Cluster (any node as seed). Anything
     else raises ``ConfigError`` naming the problem.
     """
     url = url.strip()
@@ -68,7 +70,7 @@ def open_store(url: str, **options: Any) -> Store:
             raise ConfigError(f"SQLite store URL {url!r} names no database file")
         _options(SQLiteStore, options, "SQLite")
         return SQLiteStore(path, **options)
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         _options(RedisStore, options, "Redis")
         return RedisStore(url, **options)
     # The rest of the URL may hold a password: name only the scheme.

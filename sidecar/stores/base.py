@@ -27,6 +27,7 @@ from sidecar.records import (
     AuditEntry,
     BaselineRecord,
     EventRecord,
+    ImpactRecord,
     Partial,
     PendingApproval,
     PointerState,
@@ -244,6 +245,109 @@ class Store(Protocol):
         event. Events are otherwise append-only: this is for figures that keep
         moving after the event is recorded (a derived event's instance share).
         Raises ``NotFound`` when ``model`` has no event ``event_id``."""
+        ...
+
+    # -- fleet mode: leases and leader-written alert state (docs/storage.md) ----
+    #
+    # One lease per (model, environment) says which sidecar runs its fleet-wide
+    # comparisons. Each grant carries a fencing token, larger than every token
+    # granted before for that (model, environment); leader-only writes name
+    # their token and are refused once the lease moved on. Lease times are the
+    # store's clock (Redis: the server's; SQLite: the store's ``clock``).
+
+    def acquire_lease(
+        self, model: str, environment: str, holder: str, ttl_seconds: float
+    ) -> int | None:
+        """Grant the lease of (model, environment) to ``holder`` for
+        ``ttl_seconds`` when nobody holds it or its holder's lease expired,
+        and return the new fencing token. When ``holder`` holds it already,
+        extend it and return its current token. None when another holder
+        has it."""
+        ...
+
+    def renew_lease(
+        self, model: str, environment: str, holder: str, token: int, ttl_seconds: float
+    ) -> bool:
+        """Extend the lease by ``ttl_seconds`` from now if (holder, token) still
+        holds it (compare-and-renew); False (nothing changed) otherwise."""
+        ...
+
+    def release_lease(self, model: str, environment: str, holder: str, token: int) -> bool:
+        """Give the lease up if (holder, token) holds it; False otherwise."""
+        ...
+
+    def lease_holder(self, model: str, environment: str) -> tuple[str, int] | None:
+        """(holder, token) of the unexpired lease, or None."""
+        ...
+
+    def write_alert_state(
+        self, model: str, environment: str, holder: str, token: int, state: bytes
+    ) -> None:
+        """Store the leader's alert state of (model, environment) (opaque bytes,
+        ``sidecar.lease`` encodes it) if (holder, token) holds the lease;
+        raises ``Conflict`` and writes nothing otherwise (a stale leader)."""
+        ...
+
+    def read_alert_states(self, model: str | None = None) -> dict[tuple[str, str], bytes]:
+        """Stored alert states by (model, environment) (of one model, or all)."""
+        ...
+
+    # -- outcomes (issue 8) ----------------------------------------------------
+
+    def put_predictions(
+        self,
+        model: str,
+        records: Sequence[tuple[str, bytes]],
+        *,
+        ttl_seconds: int,
+        max_records: int,
+    ) -> int:
+        """Keep (request id, opaque prediction record) pairs of ``model`` for
+        ``ttl_seconds`` from now (store clock), for joining outcomes later. An id
+        already kept keeps its first record. At most ``max_records`` stay kept per
+        model: the oldest go first (Redis: whole time buckets; a record that does
+        not fit is refused). Returns the records evicted or refused."""
+        ...
+
+    def get_predictions(self, model: str, request_ids: Sequence[str]) -> dict[str, bytes]:
+        """The kept, unexpired records of those request ids (absent ids are left out)."""
+        ...
+
+    def claim_outcomes(
+        self, model: str, request_ids: Sequence[str], *, ttl_seconds: int
+    ) -> list[bool]:
+        """Mark the outcome of each request id as recorded (for ``ttl_seconds``);
+        per id, True when this call claimed it first, False when it was claimed
+        already (by an earlier call or earlier in this one)."""
+        ...
+
+    # -- impact reports (issue 4) ------------------------------------------------
+
+    def put_impact_report(
+        self, record: ImpactRecord, *, retention_seconds: float = DEFAULT_EVENT_RETENTION
+    ) -> None:
+        """Insert or replace the impact report ``record.id`` (of ``record.model``).
+        Reports whose event is older than ``retention_seconds`` before the store's
+        clock are dropped on the way."""
+        ...
+
+    def get_impact_report(self, report_id: str) -> ImpactRecord:
+        """The stored report. Raises ``NotFound``."""
+        ...
+
+    def list_impact_reports(
+        self,
+        model: str | None,
+        environment: str | None,
+        start: float,
+        end: float,
+        limit: int,
+        *,
+        verdicts: Sequence[str] = (),
+    ) -> list[ImpactRecord]:
+        """The newest ``limit`` reports whose event time is in ``[start, end)`` (of
+        that model, environment and verdicts; None / empty: all), oldest first by
+        event time, then id."""
         ...
 
     # -- lifecycle -------------------------------------------------------------

@@ -26,8 +26,9 @@ from urllib.parse import quote, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -44,6 +45,7 @@ from sidecar.records import (
     AuditEntry,
     BaselineRecord,
     EventRecord,
+    ImpactRecord,
     Partial,
     PendingApproval,
     PointerState,
@@ -226,6 +228,77 @@ return {'ok', head_seq + 1}
 )
 
 
+# Fleet-mode leases (one string per (model, environment), value "token holder").
+# KEYS[1] lease, KEYS[2] token counter; ARGV holder, ttl ms.
+_ACQUIRE_LEASE = """#!lua
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sp = string.find(cur, ' ', 1, true)
+  if string.sub(cur, sp + 1) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(string.sub(cur, 1, sp - 1))
+  end
+  return false
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'NX', 'PX', ARGV[2])
+return token
+"""
+
+# KEYS[1] lease; ARGV "token holder", ttl ms (0: release)
+_RENEW_LEASE = """#!lua
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+# KEYS[1] lease, KEYS[2] alert state hash; ARGV "token holder", environment, state
+_FENCED_ALERTS = """#!lua
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
+
+# Outcomes (issue 8): predictions kept per time bucket, one hash per bucket.
+# KEYS[1] bucket index (zset: member and score the bucket start), KEYS[2] this
+# bucket's hash; ARGV now-cutoff (index entries at or below it are gone),
+# bucket, max records, expire seconds, key stem of bucket hashes, then
+# (request id, record) pairs. Returns the records evicted or refused.
+_PUT_PREDICTIONS = """#!lua
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local bucket, max, stem = ARGV[2], tonumber(ARGV[3]), ARGV[5]
+local total = 0
+for _, b in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  total = total + redis.call('HLEN', stem .. b)
+end
+redis.call('ZADD', KEYS[1], tonumber(bucket), bucket)
+local evicted = 0
+for i = 6, #ARGV, 2 do
+  if total >= max then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+    if oldest and oldest ~= bucket then
+      local n = redis.call('HLEN', stem .. oldest)
+      redis.call('DEL', stem .. oldest)
+      redis.call('ZREM', KEYS[1], oldest)
+      total = total - n
+      evicted = evicted + n
+    end
+  end
+  if total < max then
+    total = total + redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
+  else
+    evicted = evicted + 1
+  end
+end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return evicted
+"""
+
+_PREDICTION_BUCKETS = 168  # buckets per horizon: an hour each for the default 7 days
+
+
 def _q(text: str) -> str:
     """Escape one key component: keeps keys unambiguous and hash tags brace-free."""
     return quote(text, safe="")
@@ -251,6 +324,9 @@ def _safe_url(url: str) -> str:
 
 
 def _describe_client(client: redis.Redis) -> str:
+    if isinstance(client, RedisCluster):
+        node = client.get_default_node()
+        return f"redis+cluster://{node.host}:{node.port}" if node else "redis+cluster://?"
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
@@ -268,6 +344,14 @@ def _check_scope(model: str, environment: str) -> None:
 def _check_ttl(ttl_seconds: int) -> None:
     if ttl_seconds <= 0:
         raise InvalidInput(f"ttl_seconds must be positive, got {ttl_seconds}")
+
+
+def _lease_ms(holder: str, ttl_seconds: float) -> int:
+    if not holder:
+        raise InvalidInput("lease holder must not be empty")
+    if not ttl_seconds > 0 or not math.isfinite(ttl_seconds):
+        raise InvalidInput(f"lease ttl_seconds must be positive, got {ttl_seconds}")
+    return max(1, int(ttl_seconds * 1000))
 
 
 class RedisStore:
@@ -299,7 +383,12 @@ class RedisStore:
         self._prefix = prefix
         self._clock = clock
         self._max_events = max_events_per_model
-        if client is None:
+        scheme = url.partition("://")[0].lower()
+        if client is None and scheme in ("redis+cluster", "rediss+cluster"):
+            client = self._cluster_client(url, scheme, socket_timeout, connect_timeout)
+            self._owns_client = True
+            self._where = _safe_url(url)
+        elif client is None:
             try:
                 client = redis.Redis.from_url(
                     url,
@@ -327,11 +416,41 @@ class RedisStore:
             "create_baseline": _CREATE_BASELINE,
             "cas_pointer": _CAS_POINTER,
             "audited_write": _AUDITED_WRITE,
+            "acquire_lease": _ACQUIRE_LEASE,
+            "renew_lease": _RENEW_LEASE,
+            "fenced_alerts": _FENCED_ALERTS,
+            "put_predictions": _PUT_PREDICTIONS,
         }
         self._heads: dict[str, tuple[int, str]] = {}  # chain -> last head seen (a guess)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
+
+    @staticmethod
+    def _cluster_client(
+        url: str, scheme: str, socket_timeout: float, connect_timeout: float
+    ) -> redis.Redis:
+        """A ``redis.cluster.RedisCluster`` from a ``redis+cluster://`` seed URL.
+
+        The client discovers the other nodes, follows MOVED and ASK, and on a
+        failover re-reads the slot map and retries. It shares redis.Redis's
+        command methods, so the store uses it through the same type."""
+        plain = scheme.removesuffix("+cluster") + url[len(scheme) :]
+        try:
+            cluster = RedisCluster.from_url(
+                plain,
+                decode_responses=False,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
+                retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
+            )
+        except ValueError as err:
+            raise ConfigError(f"invalid Redis Cluster URL {_safe_url(url)!r}: {err}") from err
+        except (RedisError, RedisClusterException) as err:
+            raise StoreUnavailable(
+                f"cannot reach Redis Cluster at {_safe_url(url)}: {err}"
+            ) from err
+        return cast(redis.Redis, cluster)
 
     # -- keys --------------------------------------------------------------------
 
@@ -372,7 +491,7 @@ class RedisStore:
             yield
         except (RedisConnectionError, RedisTimeoutError) as err:
             raise StoreUnavailable(f"cannot reach Redis at {self._where}: {err}") from err
-        except RedisError as err:
+        except (RedisError, RedisClusterException) as err:
             raise StoreUnavailable(f"Redis at {self._where} answered with an error: {err}") from err
 
     def _load(self, name: str) -> str:
@@ -475,12 +594,16 @@ class RedisStore:
         window = json.dumps([model, environment])
 
         def build(pipe: Any) -> None:
-            pipe.evalsha(self._load("touch_windows"), 1, self._windows_key(), ttl_seconds, window)
+            # EVALSHA through execute_command: redis-py's cluster pipeline refuses
+            # pipe.evalsha() but routes a raw EVALSHA by its keys.
+            pipe.execute_command(
+                "EVALSHA", self._load("touch_windows"), 1, self._windows_key(), ttl_seconds, window
+            )
             for key, p in zip(keys[2:], partials, strict=True):
                 if p.series:
                     pipe.hset(key, mapping=dict(p.series))
                     pipe.expire(key, ttl_seconds)
-            pipe.evalsha(self._load("index_window"), len(keys), *keys, *args)
+            pipe.execute_command("EVALSHA", self._load("index_window"), len(keys), *keys, *args)
 
         with self._errors():
             self._pipelined(build)
@@ -516,6 +639,75 @@ class RedisStore:
             raw = cast(list[bytes], self._eval("list_windows", [self._windows_key()], []))
         pairs = [tuple(json.loads(item)) for item in raw]
         return sorted((str(m), str(e)) for m, e in pairs)
+
+    # -- window compaction (sidecar.compaction) ------------------------------------
+
+    def compact_partials(
+        self,
+        model: str,
+        environment: str,
+        start: int,
+        end: int,
+        *,
+        writer: str,
+        merge: Callable[[list[Partial]], dict[str, bytes]],
+    ) -> bool:
+        """Replace every partial of the buckets in ``[start, end)`` by one partial
+        ``(start, writer, merge(partials))`` with the latest expiry of those it
+        replaces. Optimistic: the index and the partials are WATCHed while read,
+        and the swap is one MULTI/EXEC on the model's slot, so a concurrent
+        flush into the range makes it give up (False) and change nothing.
+        False too when there is nothing to compact."""
+        _check_scope(model, environment)
+        m, env = self._m(model), _q(environment)
+        index, expiry = f"{m}:wi:{env}", f"{m}:wx:{env}"
+        target = f"{int(start)}:{_q(writer)}"
+        with self._errors(), self._client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(index)
+                members = [
+                    _s(x)
+                    for x in cast(list[bytes], pipe.zrangebyscore(index, start, f"({int(end)}"))
+                ]
+                if not members or members == [target]:
+                    pipe.unwatch()
+                    return False
+                keys = [self._partial_key(model, environment, x) for x in members]
+                pipe.watch(index, *keys)
+                reads = self._client.pipeline(transaction=False)
+                for key in keys:
+                    reads.hgetall(key)
+                    reads.pttl(key)
+                replies = reads.execute()
+                partials: list[Partial] = []
+                ttl_ms = 0
+                for member, series, pttl in zip(members, replies[0::2], replies[1::2], strict=True):
+                    if not series:
+                        continue
+                    ttl_ms = max(ttl_ms, int(pttl))
+                    bucket, _, who = member.partition(":")
+                    partials.append(
+                        Partial(
+                            int(bucket), unquote(who), {_s(k): bytes(v) for k, v in series.items()}
+                        )
+                    )
+                merged = (
+                    merge(sorted(partials, key=lambda p: (p.bucket, p.writer))) if partials else {}
+                )
+                pipe.multi()
+                pipe.delete(*keys)
+                pipe.zrem(index, *members)
+                pipe.zrem(expiry, *members)
+                if merged and ttl_ms > 0:
+                    key = self._partial_key(model, environment, target)
+                    pipe.hset(key, mapping=merged)
+                    pipe.pexpire(key, ttl_ms)
+                    pipe.zadd(index, {target: int(start)})
+                    pipe.zadd(expiry, {target: self._clock() + ttl_ms / 1000})
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
 
     # -- baselines ---------------------------------------------------------------
 
@@ -972,6 +1164,262 @@ class RedisStore:
                     except redis.WatchError:
                         continue
         return dataclasses.replace(current, attributes={**current.attributes, **merged})
+
+    # -- fleet mode --------------------------------------------------------------
+
+    def _lease_key(self, model: str, environment: str) -> str:
+        return f"{self._m(model)}:lease:{_q(environment)}"
+
+    def acquire_lease(
+        self, model: str, environment: str, holder: str, ttl_seconds: float
+    ) -> int | None:
+        """``SET lease "token holder" NX PX ttl`` with ``token = INCR`` of the
+        (model, environment)'s counter, in one script on the model's slot."""
+        _check_scope(model, environment)
+        ms = _lease_ms(holder, ttl_seconds)
+        keys = [
+            self._lease_key(model, environment),
+            f"{self._m(model)}:lease-seq:{_q(environment)}",
+        ]
+        with self._errors():
+            token = self._eval("acquire_lease", keys, [holder, ms])
+        return None if token is None else int(token)
+
+    def renew_lease(
+        self, model: str, environment: str, holder: str, token: int, ttl_seconds: float
+    ) -> bool:
+        """Compare-and-renew: ``PEXPIRE`` only while the lease is still ours."""
+        ms = _lease_ms(holder, ttl_seconds)
+        key = self._lease_key(model, environment)
+        with self._errors():
+            return bool(self._eval("renew_lease", [key], [f"{int(token)} {holder}", ms]))
+
+    def release_lease(self, model: str, environment: str, holder: str, token: int) -> bool:
+        """Compare-and-delete."""
+        key = self._lease_key(model, environment)
+        with self._errors():
+            return bool(self._eval("renew_lease", [key], [f"{int(token)} {holder}", 0]))
+
+    def lease_holder(self, model: str, environment: str) -> tuple[str, int] | None:
+        """(holder, token) of the live lease, or None."""
+        with self._errors():
+            raw = self._client.get(self._lease_key(model, environment))
+        if raw is None:
+            return None
+        token, _, holder = _s(cast(bytes, raw)).partition(" ")
+        return holder, int(token)
+
+    def write_alert_state(
+        self, model: str, environment: str, holder: str, token: int, state: bytes
+    ) -> None:
+        """``HSET {model}:alerts environment state`` in a script that first checks
+        the lease still holds (holder, token)."""
+        _check_scope(model, environment)
+        keys = [self._lease_key(model, environment), f"{self._m(model)}:alerts"]
+        with self._errors():
+            self._client.sadd(self._models_key(), model)  # global index first
+            done = self._eval("fenced_alerts", keys, [f"{int(token)} {holder}", environment, state])
+        if not done:
+            raise Conflict(
+                f"lease of {model}/{environment} is no longer held by {holder!r} with token"
+                f" {token}: alert state not written"
+            )
+
+    def read_alert_states(self, model: str | None = None) -> dict[tuple[str, str], bytes]:
+        """Every model's alert state hash (one ``HGETALL`` per model, pipelined)."""
+        with self._errors():
+            models = [model] if model is not None else self._models()
+            pipe = self._client.pipeline(transaction=False)
+            for name in models:
+                pipe.hgetall(f"{self._m(name)}:alerts")
+            found = cast(list[dict[bytes, bytes]], pipe.execute()) if models else []
+        return {
+            (name, _s(env)): bytes(state)
+            for name, states in zip(models, found, strict=True)
+            for env, state in states.items()
+        }
+
+    # -- outcomes (issue 8) ------------------------------------------------------
+    #
+    # Predictions live in one hash per time bucket of arrival (``{m}:pred:<start>``,
+    # width: the horizon / 168, at least a minute) with a TTL, indexed by a zset
+    # (``{m}:pred``); all keys share the model's hash tag. Outcome claims are one
+    # ``SET NX EX`` string per request id (``{m}:claim:<id>``).
+
+    @staticmethod
+    def _prediction_width(ttl_seconds: int) -> int:
+        return max(60, math.ceil(ttl_seconds / _PREDICTION_BUCKETS))
+
+    def put_predictions(
+        self,
+        model: str,
+        records: Sequence[tuple[str, bytes]],
+        *,
+        ttl_seconds: int,
+        max_records: int,
+    ) -> int:
+        """Keep prediction records by request id; see ``Store.put_predictions``."""
+        if not model:
+            raise InvalidInput("model name must not be empty")
+        _check_ttl(ttl_seconds)
+        if max_records < 1:
+            raise InvalidInput(f"max_records must be at least 1, got {max_records}")
+        if not records:
+            return 0
+        width = self._prediction_width(ttl_seconds)
+        now = self._clock()
+        bucket = math.floor(now / width) * width
+        stem = f"{self._m(model)}:pred:"
+        cutoff = now - ttl_seconds - width
+        args: list[Any] = [cutoff, str(bucket), max_records, ttl_seconds + width, stem]
+        for rid, data in records:
+            args.extend((rid, data))
+        with self._errors():
+            evicted = self._eval(
+                "put_predictions", [f"{self._m(model)}:pred", f"{stem}{bucket}"], args
+            )
+        return int(evicted)
+
+    def get_predictions(self, model: str, request_ids: Sequence[str]) -> dict[str, bytes]:
+        """Kept, unexpired prediction records of these request ids (the first kept wins)."""
+        ids = list(dict.fromkeys(request_ids))
+        if not ids or not model:
+            return {}
+        stem = f"{self._m(model)}:pred:"
+        with self._errors():
+            buckets = [
+                _s(b)
+                for b in cast(list[bytes], self._client.zrange(f"{self._m(model)}:pred", 0, -1))
+            ]
+            if not buckets:
+                return {}
+
+            def build(pipe: Any) -> None:
+                for b in buckets:
+                    pipe.hmget(f"{stem}{b}", ids)
+
+            rows = self._pipelined(build)
+        found: dict[str, bytes] = {}
+        for values in rows:  # oldest bucket first
+            for rid, value in zip(ids, values, strict=True):
+                if value is not None and rid not in found:
+                    found[rid] = bytes(value)
+        return found
+
+    def claim_outcomes(
+        self, model: str, request_ids: Sequence[str], *, ttl_seconds: int
+    ) -> list[bool]:
+        """Claim the outcome of each request id; True where this call claimed it first."""
+        if not model:
+            raise InvalidInput("model name must not be empty")
+        _check_ttl(ttl_seconds)
+        if not request_ids:
+            return []
+        stem = f"{self._m(model)}:claim:"
+        seen: set[str] = set()
+
+        def build(pipe: Any) -> None:
+            for rid in request_ids:
+                pipe.set(f"{stem}{_q(rid)}", b"1", nx=True, ex=ttl_seconds)
+
+        with self._errors():
+            results = self._pipelined(build)
+        claimed: list[bool] = []
+        for rid, ok in zip(request_ids, results, strict=True):
+            first = bool(ok) and rid not in seen  # an id twice in one call: the first wins
+            seen.add(rid)
+            claimed.append(first)
+        return claimed
+
+    # -- impact reports ----------------------------------------------------------
+    #
+    # Per model (one hash tag): a hash ``{prefix}:{model}:impact`` (report id ->
+    # JSON) and a sorted set ``{prefix}:{model}:impact:time`` (report id, score
+    # the event time) for ranges and retention; a global hash
+    # ``{prefix}:impact-ids`` (report id -> model) answers GetImpactReport.
+
+    def _impact_keys(self, model: str) -> tuple[str, str]:
+        stem = self._m(model)
+        return f"{stem}:impact", f"{stem}:impact:time"
+
+    def _impact_ids_key(self) -> str:
+        return f"{self._prefix}:impact-ids"
+
+    def put_impact_report(
+        self, record: ImpactRecord, *, retention_seconds: float = DEFAULT_EVENT_RETENTION
+    ) -> None:
+        """Upsert the report (one MULTI in the model's slot); reports whose event
+        is past retention are dropped from the model's keys and the id index."""
+        if not record.model or not record.id:
+            raise InvalidInput("an impact report needs an id and a model")
+        data, times = self._impact_keys(record.model)
+        cutoff = self._clock() - retention_seconds
+        with self._errors():
+            self._client.sadd(self._models_key(), record.model)  # global index first
+            self._client.hset(self._impact_ids_key(), record.id, record.model)
+            old: list[bytes] = []
+            if math.isfinite(cutoff):
+                old = cast(list[bytes], self._client.zrangebyscore(times, "-inf", f"({cutoff}"))
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(data, record.id, record.to_json())
+            pipe.zadd(times, {record.id: float(record.event.time)})
+            if old:
+                pipe.hdel(data, *old)
+                pipe.zrem(times, *old)
+            pipe.execute()
+            if old:
+                self._client.hdel(self._impact_ids_key(), *old)
+
+    def get_impact_report(self, report_id: str) -> ImpactRecord:
+        """The stored report; NotFound otherwise."""
+        with self._errors():
+            model = self._client.hget(self._impact_ids_key(), report_id)
+            raw = (
+                None
+                if model is None
+                else self._client.hget(self._impact_keys(_s(cast(bytes, model)))[0], report_id)
+            )
+        if raw is None:
+            raise NotFound(f"no impact report with id {report_id!r}")
+        return ImpactRecord.from_json(cast(bytes, raw))
+
+    def list_impact_reports(
+        self,
+        model: str | None,
+        environment: str | None,
+        start: float,
+        end: float,
+        limit: int,
+        *,
+        verdicts: Sequence[str] = (),
+    ) -> list[ImpactRecord]:
+        """The newest ``limit`` matching reports, oldest first by event time, then id."""
+        if limit <= 0:
+            return []
+        wanted = set(verdicts)
+        found: list[ImpactRecord] = []
+        with self._errors():
+            for name in [model] if model is not None else self._models():
+                data, times = self._impact_keys(name)
+                ids = cast(
+                    list[bytes],
+                    self._client.zrangebyscore(
+                        times, start, f"({end}" if math.isfinite(end) else "+inf"
+                    ),
+                )
+                if not ids:
+                    continue
+                raws = cast(list[bytes | None], self._client.hmget(data, ids))
+                for raw in raws:
+                    if raw is None:
+                        continue
+                    report = ImpactRecord.from_json(raw)
+                    if (environment is None or report.environment == environment) and (
+                        not wanted or report.verdict in wanted
+                    ):
+                        found.append(report)
+        found.sort(key=lambda r: (r.event.time, r.id))
+        return found[-limit:]
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -25,6 +26,7 @@ from sidecar.records import (
     AuditEntry,
     BaselineRecord,
     EventRecord,
+    ImpactRecord,
     Partial,
     PendingApproval,
     PointerState,
@@ -35,10 +37,11 @@ from sidecar.stores.base import DEFAULT_EVENT_RETENTION
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the table layout below; stored in the ``schema_version`` table.
 Older files are upgraded in place when opened: version 1 has no events table,
-version 2 no audit hash chain, policies or pending approvals."""
+version 2 no audit hash chain, policies or pending approvals, version 3 no
+impact reports."""
 
 CHAIN = "store"
 """Name of the SQLite store's one audit hash chain."""
@@ -136,7 +139,61 @@ CREATE TABLE IF NOT EXISTS pending (
 ) STRICT;
 """
 
-_UPGRADES = {1: _SCHEMA_V2, 2: _SCHEMA_V3}  # version -> statements that lift it by one
+# Fleet mode (leases and leader-written alert state): created when a file is
+# opened, whatever its schema version, so no version bump is needed for them.
+_FLEET_TABLES = """
+CREATE TABLE IF NOT EXISTS leases (
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (model, environment)
+) STRICT;
+CREATE TABLE IF NOT EXISTS alert_states (
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (model, environment)
+) STRICT;
+"""
+
+# Outcomes (issue 8): predictions kept for joining labels, and claimed outcome ids.
+# Created when a file is opened, like the fleet tables; no version bump needed.
+_OUTCOME_TABLES = """
+CREATE TABLE IF NOT EXISTS predictions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    model TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    record BLOB NOT NULL,
+    expires_at REAL NOT NULL,
+    UNIQUE (model, request_id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS predictions_expiry ON predictions (expires_at);
+CREATE TABLE IF NOT EXISTS outcome_claims (
+    model TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (model, request_id)
+) STRICT, WITHOUT ROWID;
+"""
+
+# Added in schema version 4: impact reports (issue 4).
+_SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS impact_reports (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    event_time REAL NOT NULL,
+    verdict TEXT NOT NULL,
+    record TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS impact_scope ON impact_reports (model, event_time);
+CREATE INDEX IF NOT EXISTS impact_time ON impact_reports (event_time);
+"""
+
+# version -> statements that lift it by one
+_UPGRADES = {1: _SCHEMA_V2, 2: _SCHEMA_V3, 3: _SCHEMA_V4}
 
 
 def _upgrade_step(conn: sqlite3.Connection, statement: str) -> None:
@@ -159,6 +216,13 @@ def _check_scope(model: str, environment: str) -> None:
 def _check_ttl(ttl_seconds: int) -> None:
     if ttl_seconds <= 0:
         raise InvalidInput(f"ttl_seconds must be positive, got {ttl_seconds}")
+
+
+def _check_lease(holder: str, ttl_seconds: float) -> None:
+    if not holder:
+        raise InvalidInput("lease holder must not be empty")
+    if not ttl_seconds > 0 or not math.isfinite(ttl_seconds):
+        raise InvalidInput(f"lease ttl_seconds must be positive, got {ttl_seconds}")
 
 
 def _dumps(value: Mapping[str, Any]) -> str:
@@ -221,7 +285,7 @@ class SQLiteStore:
             ).fetchone()
             if exists is None:
                 # executescript() would COMMIT first: run the statements one by one.
-                for statement in (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3).split(";"):
+                for statement in (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + _SCHEMA_V4).split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -235,6 +299,10 @@ class SQLiteStore:
                             _upgrade_step(conn, statement)
                     found += 1
                     conn.execute("UPDATE schema_version SET version = ?", (found,))
+            if found == SCHEMA_VERSION:
+                for statement in (_FLEET_TABLES + _OUTCOME_TABLES).split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
             if found != SCHEMA_VERSION:
                 raise StoreUnavailable(
                     f"SQLite database {self._path!r} has schema version {found}; this baselined "
@@ -343,6 +411,57 @@ class SQLiteStore:
         if current is not None:
             out.append(Partial(current[0], current[1], series))
         return out
+
+    # -- window compaction (sidecar.compaction) ------------------------------------
+
+    def compact_partials(
+        self,
+        model: str,
+        environment: str,
+        start: int,
+        end: int,
+        *,
+        writer: str,
+        merge: Callable[[list[Partial]], dict[str, bytes]],
+    ) -> bool:
+        """Replace every partial of the buckets in ``[start, end)`` by one partial
+        ``(start, writer, merge(partials))`` with the latest expiry of those it
+        replaces, in one transaction. False when there is nothing to compact."""
+        _check_scope(model, environment)
+        now = self._clock()
+        scope = (model, environment, start, end)
+        with self._transaction() as conn:
+            heads = conn.execute(
+                "SELECT DISTINCT bucket, writer FROM partials WHERE model = ? AND environment = ?"
+                " AND bucket >= ? AND bucket < ?",
+                scope,
+            ).fetchall()
+            if not heads or [tuple(h) for h in heads] == [(start, writer)]:
+                return False
+            rows = conn.execute(
+                "SELECT bucket, writer, series, state, expires_at FROM partials"
+                " WHERE model = ? AND environment = ? AND bucket >= ? AND bucket < ?"
+                " AND expires_at > ? ORDER BY bucket, writer, series",
+                (*scope, now),
+            ).fetchall()
+            grouped: dict[tuple[int, str], dict[str, bytes]] = {}
+            expires = 0.0
+            for bucket, who, sid, state, until in rows:
+                grouped.setdefault((bucket, who), {})[sid] = bytes(state)
+                expires = max(expires, until)
+            partials = [Partial(b, w, s) for (b, w), s in grouped.items()]
+            merged = merge(partials) if partials else {}
+            conn.execute(
+                "DELETE FROM partials WHERE model = ? AND environment = ?"
+                " AND bucket >= ? AND bucket < ?",
+                scope,
+            )
+            conn.executemany(
+                "INSERT INTO partials (model, environment, bucket, writer, series, state,"
+                " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(model, environment, start, writer, sid, s, expires) for sid, s in merged.items()],
+            )
+        return True
 
     def list_windows(self) -> list[tuple[str, str]]:
         """The (model, environment) pairs with unexpired window data, sorted."""
@@ -757,6 +876,246 @@ class SQLiteStore:
                 (record.to_json(), event_id, model),
             )
         return record
+
+    # -- fleet mode --------------------------------------------------------------
+
+    def acquire_lease(
+        self, model: str, environment: str, holder: str, ttl_seconds: float
+    ) -> int | None:
+        """One ``BEGIN IMMEDIATE`` transaction on the ``leases`` row; the row stays
+        after release or expiry so the next token is larger."""
+        _check_scope(model, environment)
+        _check_lease(holder, ttl_seconds)
+        now = self._clock()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT holder, token, expires_at FROM leases WHERE model = ? AND environment = ?",
+                (model, environment),
+            ).fetchone()
+            if row is not None and row[2] > now:
+                if row[0] != holder:
+                    return None
+                token = int(row[1])
+            else:
+                token = (int(row[1]) if row is not None else 0) + 1
+            conn.execute(
+                "INSERT INTO leases (model, environment, holder, token, expires_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, environment) DO UPDATE SET"
+                " holder = excluded.holder, token = excluded.token,"
+                " expires_at = excluded.expires_at",
+                (model, environment, holder, token, now + ttl_seconds),
+            )
+        return token
+
+    def _lease_update(
+        self, model: str, environment: str, holder: str, token: int, expires_at: float
+    ) -> bool:
+        now = self._clock()
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE leases SET expires_at = ? WHERE model = ? AND environment = ?"
+                " AND holder = ? AND token = ? AND expires_at > ?",
+                (expires_at, model, environment, holder, int(token), now),
+            )
+            return cur.rowcount == 1
+
+    def renew_lease(
+        self, model: str, environment: str, holder: str, token: int, ttl_seconds: float
+    ) -> bool:
+        """Compare-and-renew in one transaction."""
+        _check_lease(holder, ttl_seconds)
+        return self._lease_update(model, environment, holder, token, self._clock() + ttl_seconds)
+
+    def release_lease(self, model: str, environment: str, holder: str, token: int) -> bool:
+        """Expire the lease now if (holder, token) holds it."""
+        return self._lease_update(model, environment, holder, token, 0.0)
+
+    def lease_holder(self, model: str, environment: str) -> tuple[str, int] | None:
+        """(holder, token) of the unexpired lease, or None."""
+        with self._locked() as conn:
+            row = conn.execute(
+                "SELECT holder, token FROM leases WHERE model = ? AND environment = ?"
+                " AND expires_at > ?",
+                (model, environment, self._clock()),
+            ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def write_alert_state(
+        self, model: str, environment: str, holder: str, token: int, state: bytes
+    ) -> None:
+        """Write in the transaction that checks the lease (fencing)."""
+        _check_scope(model, environment)
+        with self._transaction() as conn:
+            held = conn.execute(
+                "SELECT 1 FROM leases WHERE model = ? AND environment = ? AND holder = ?"
+                " AND token = ? AND expires_at > ?",
+                (model, environment, holder, int(token), self._clock()),
+            ).fetchone()
+            if held is None:
+                raise Conflict(
+                    f"lease of {model}/{environment} is no longer held by {holder!r} with"
+                    f" token {token}: alert state not written"
+                )
+            conn.execute(
+                "INSERT INTO alert_states (model, environment, state) VALUES (?, ?, ?)"
+                " ON CONFLICT (model, environment) DO UPDATE SET state = excluded.state",
+                (model, environment, bytes(state)),
+            )
+
+    def read_alert_states(self, model: str | None = None) -> dict[tuple[str, str], bytes]:
+        """Stored alert states by (model, environment)."""
+        with self._locked() as conn:
+            rows = conn.execute(
+                "SELECT model, environment, state FROM alert_states"
+                + ("" if model is None else " WHERE model = ?"),
+                () if model is None else (model,),
+            ).fetchall()
+        return {(str(r[0]), str(r[1])): bytes(r[2]) for r in rows}
+
+    # -- outcomes (issue 8) ------------------------------------------------------
+
+    def put_predictions(
+        self,
+        model: str,
+        records: Sequence[tuple[str, bytes]],
+        *,
+        ttl_seconds: int,
+        max_records: int,
+    ) -> int:
+        """Keep prediction records by request id; see ``Store.put_predictions``."""
+        if not model:
+            raise InvalidInput("model name must not be empty")
+        _check_ttl(ttl_seconds)
+        if max_records < 1:
+            raise InvalidInput(f"max_records must be at least 1, got {max_records}")
+        if not records:
+            return 0
+        now = self._clock()
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM predictions WHERE expires_at <= ?", (now,))
+            conn.executemany(
+                "INSERT OR IGNORE INTO predictions (model, request_id, record, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(model, rid, data, now + ttl_seconds) for rid, data in records],
+            )
+            kept = int(
+                conn.execute(
+                    "SELECT COUNT(*) FROM predictions WHERE model = ?", (model,)
+                ).fetchone()[0]
+            )
+            evicted = max(0, kept - max_records)
+            if evicted:
+                conn.execute(
+                    "DELETE FROM predictions WHERE seq IN (SELECT seq FROM predictions"
+                    " WHERE model = ? ORDER BY seq LIMIT ?)",
+                    (model, evicted),
+                )
+        return evicted
+
+    def get_predictions(self, model: str, request_ids: Sequence[str]) -> dict[str, bytes]:
+        """Kept, unexpired prediction records of these request ids."""
+        found: dict[str, bytes] = {}
+        now = self._clock()
+        ids = list(dict.fromkeys(request_ids))
+        with self._locked() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                rows = conn.execute(
+                    "SELECT request_id, record FROM predictions WHERE model = ? AND expires_at > ?"
+                    f" AND request_id IN ({','.join('?' * len(chunk))})",
+                    (model, now, *chunk),
+                ).fetchall()
+                found.update((str(r[0]), bytes(r[1])) for r in rows)
+        return found
+
+    def claim_outcomes(
+        self, model: str, request_ids: Sequence[str], *, ttl_seconds: int
+    ) -> list[bool]:
+        """Claim the outcome of each request id; True where this call claimed it first."""
+        if not model:
+            raise InvalidInput("model name must not be empty")
+        _check_ttl(ttl_seconds)
+        now = self._clock()
+        claimed: list[bool] = []
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM outcome_claims WHERE expires_at <= ?", (now,))
+            for rid in request_ids:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO outcome_claims (model, request_id, expires_at)"
+                    " VALUES (?, ?, ?)",
+                    (model, rid, now + ttl_seconds),
+                )
+                claimed.append(cursor.rowcount == 1)
+        return claimed
+
+    # -- impact reports ----------------------------------------------------------
+
+    def put_impact_report(
+        self, record: ImpactRecord, *, retention_seconds: float = DEFAULT_EVENT_RETENTION
+    ) -> None:
+        """Upsert the report and delete reports whose event is past retention."""
+        if not record.model or not record.id:
+            raise InvalidInput("an impact report needs an id and a model")
+        cutoff = self._clock() - retention_seconds
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO impact_reports"
+                " (id, model, environment, event_time, verdict, record)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.model,
+                    record.environment,
+                    float(record.event.time),
+                    record.verdict,
+                    record.to_json(),
+                ),
+            )
+            conn.execute("DELETE FROM impact_reports WHERE event_time < ?", (cutoff,))
+
+    def get_impact_report(self, report_id: str) -> ImpactRecord:
+        """The stored report; NotFound otherwise."""
+        with self._locked() as conn:
+            row = conn.execute(
+                "SELECT record FROM impact_reports WHERE id = ?", (report_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no impact report with id {report_id!r}")
+        return ImpactRecord.from_json(row[0])
+
+    def list_impact_reports(
+        self,
+        model: str | None,
+        environment: str | None,
+        start: float,
+        end: float,
+        limit: int,
+        *,
+        verdicts: Sequence[str] = (),
+    ) -> list[ImpactRecord]:
+        """The newest ``limit`` matching reports, oldest first by event time, then id."""
+        if limit <= 0:
+            return []
+        where = ["event_time >= ?", "event_time < ?"]
+        params: list[Any] = [start, end]
+        if model is not None:
+            where.append("model = ?")
+            params.append(model)
+        if environment is not None:
+            where.append("environment = ?")
+            params.append(environment)
+        if verdicts:
+            where.append(f"verdict IN ({', '.join('?' for _ in verdicts)})")
+            params.extend(verdicts)
+        params.append(limit)
+        sql = (
+            "SELECT record FROM impact_reports WHERE "
+            + " AND ".join(where)
+            + " ORDER BY event_time DESC, id DESC LIMIT ?"
+        )
+        with self._locked() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [ImpactRecord.from_json(r[0]) for r in reversed(rows)]
 
     # -- lifecycle ---------------------------------------------------------------
 

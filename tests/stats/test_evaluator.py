@@ -223,3 +223,32 @@ def test_unknown_effect_names_are_refused_with_the_series_named() -> None:
     base = {"score": _state(np.arange(10.0), True)}
     with pytest.raises(ValueError, match=r"score.*tvd"):
         EffectEvaluator(base, lambda key: ("tvd",), _alpha)
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "digest"])
+def test_one_sided_quantile_effects_equal_the_reference_and_are_tighter(exact: bool) -> None:
+    """Directions reach the quantile plans: an ``up`` p99_rel and a ``down`` p50_abs get
+    one-sided ends at their full alpha (the same as the reference's), tighter than the
+    two-sided ends of the same effects; a ``both`` effect is unchanged."""
+    base, live = _numeric_pairs(np.random.default_rng(13), exact)
+    names = ("p50_abs", "p50_rel", "p99_rel", "p99_abs", "ks")
+    directions = {"p99_rel": "up", "p50_abs": "down", "p99_abs": "both"}
+
+    def direction(_key: object, name: str) -> str:
+        return directions.get(name, "both")
+
+    ev = EffectEvaluator(base, lambda key: names, _alpha, direction)
+    two = EffectEvaluator(base, lambda key: names, _alpha)
+    got, got_two = ev.evaluate(live), two.evaluate(live)
+    for key in base:
+        ref = numeric_effects(
+            base[key], live[key], ALPHAS.__getitem__, only=names,
+            direction_for=lambda name: directions.get(name, "both"),
+        )
+        _assert_equal(got[key], ref, names)
+        for name in ("p99_rel", "p50_abs"):
+            one_sided, two_sided = got[key][name], got_two[key][name]
+            assert one_sided.estimate == two_sided.estimate
+            assert two_sided.lower < one_sided.lower <= one_sided.upper < two_sided.upper
+        for name in ("p50_rel", "p99_abs", "ks"):
+            assert got[key][name] == got_two[key][name]

@@ -19,10 +19,12 @@ from sidecar.stats.sequences import (
     fixed_cdf_radius,
     fixed_mean_bounds,
     fixed_proportion_bounds,
+    fixed_rank_bounds,
     fixed_rank_radius,
     live_cdf_radius,
     live_mean_bounds,
     live_proportion_bounds,
+    live_rank_bounds,
     live_rank_radius,
     mixture_concentration,
 )
@@ -70,6 +72,59 @@ def test_live_rank_radius_covers_every_time(p: float, seed: int) -> None:
     # Checked only at one fixed time the same radius would rarely be crossed: the
     # sequence pays for all the other looks.
     assert outside[:, -1].mean() < ALPHA / 4
+
+
+@pytest.mark.parametrize(("p", "seed"), [(0.5, 11), (0.9, 12), (0.99, 13)])
+def test_live_rank_bounds_each_side_covers_every_time(p: float, seed: int) -> None:
+    """Each one-sided sequence alone spends alpha: the share of paths ever below
+    p - u_minus, and (separately) ever above p + u_plus, is at most alpha."""
+    counts = _binomial_paths(p, PATHS, seed)
+    lo, hi = live_rank_bounds(p, TIMES, ALPHA)
+    below = (counts / TIMES < p - lo).any(axis=1)
+    above = (counts / TIMES > p + hi).any(axis=1)
+    for side, crossed in (("lower", below), ("upper", above)):
+        failures = int(crossed.sum())
+        assert failures <= ALPHA * PATHS, _rate_message(
+            f"one-sided rank p={p} {side}", failures, PATHS, ALPHA
+        )
+    # Not wasteful either: checked only at the last time it is rarely crossed.
+    assert (counts[:, -1] / TIMES[-1] < p - lo[-1]).mean() < ALPHA / 4
+
+
+def test_live_rank_bounds_near_the_fixed_sample_bound_at_their_design_point() -> None:
+    """At intrinsic time p (1-p) t ~ RANK_V_OPT the time-uniform price over an exact
+    one-sided binomial bound at the same alpha stays moderate (a p99 at 50,000
+    values, and the acceptance's operating alpha)."""
+    for p, t in ((0.99, 50_000), (0.5, 2_000), (0.99, 100_000)):
+        lo, hi = live_rank_bounds(p, t, 3.3e-4)
+        f_lo, f_hi = fixed_rank_bounds(p, t, 3.3e-4)
+        assert 1.0 < float(lo / f_lo) < 1.35 and 1.0 < float(hi / f_hi) < 1.35, (p, t, lo, f_lo)
+        # Spending the alpha on one side (and the tuning) beats the two-sided sequence there.
+        assert float(max(lo, hi)) < float(live_rank_radius(p, t, 3.3e-4))
+
+
+def test_live_rank_bounds_shapes_and_vacuous_ends() -> None:
+    lo, hi = live_rank_bounds([[0.5], [0.99]], [0, 10, 100_000], 0.01)
+    assert lo.shape == hi.shape == (2, 3)
+    assert float(lo[0, 0]) == float(hi[0, 0]) == 1.0  # t = 0: nothing known
+    assert float(hi[1, 1]) == 1.0  # 10 values say nothing about what lies above a p99
+    one = live_rank_bounds(0.99, 100_000, 0.01)
+    assert float(one[0]) == pytest.approx(float(lo[1, 2]), rel=1e-12)
+    with pytest.raises(ValueError, match="alpha"):
+        live_rank_bounds(0.5, 10, 0.0)
+    with pytest.raises(ValueError, match="p"):
+        live_rank_bounds(1.0, 10, 0.1)
+
+
+@pytest.mark.parametrize(("p", "n"), [(0.5, 1_000), (0.99, 20_000), (0.999, 50_000)])
+def test_fixed_rank_bounds_exact_one_sided_coverage(p: float, n: int) -> None:
+    lo, hi = (float(v) for v in fixed_rank_bounds(p, n, ALPHA))
+    k = np.arange(n + 1)
+    pmf = stats.binom.pmf(k, n, p)
+    assert pmf[k / n < p - lo].sum() <= ALPHA
+    assert pmf[k / n > p + hi].sum() <= ALPHA
+    # One side at alpha is the two-sided radius at 2 alpha (exact tails, alpha each).
+    assert max(lo, hi) == pytest.approx(float(fixed_rank_radius(p, n, 2 * ALPHA)))
 
 
 @pytest.mark.parametrize(("p", "seed"), [(0.001, 4), (0.03, 5), (0.5, 6)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,13 @@ def _sqlite(path: str, clock: FakeClock) -> Backend:
 
 
 @pytest.fixture(
-    params=["sqlite-memory", "sqlite-file", pytest.param("redis", marks=pytest.mark.redis)]
+    params=[
+        "sqlite-memory",
+        "sqlite-file",
+        pytest.param("redis", marks=pytest.mark.redis),
+        # A real 3-primary Redis Cluster (tests/cluster_support.py), one per session.
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
+    ]
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     opened: list[Store] = []
@@ -53,6 +60,14 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         made = _sqlite(":memory:", FakeClock())
     elif request.param == "sqlite-file":
         made = _sqlite(str(tmp_path / "store.db"), FakeClock())
+    elif request.param == "redis-cluster":
+        cluster: str = request.getfixturevalue("redis_cluster_url")
+        cluster_prefix = f"bltest-{uuid.uuid4().hex[:10]}"  # the cluster dies with the session
+
+        def reopen_cluster() -> Store:
+            return RedisStore(cluster, prefix=cluster_prefix)
+
+        made = Backend("redis", reopen_cluster(), reopen_cluster, time.sleep)
     else:
         url: str = request.getfixturevalue("redis_url")
         prefix: str = request.getfixturevalue("redis_prefix")
@@ -641,3 +656,55 @@ def test_every_append_extends_one_verifiable_chain(store: Store) -> None:
         assert store.audit_head(chain) == ((read[-1].seq, read[-1].hash) if read else (0, ""))
     result = verify_chain(store)
     assert result.ok and result.checked == 3
+
+
+# -- outcomes (issue 8): predictions kept for labels, outcome claims ------------------
+
+
+def test_predictions_kept_and_first_record_wins(store: Store) -> None:
+    evicted = store.put_predictions(
+        "fraud", [("r1", b"one"), ("r2", b"two")], ttl_seconds=3600, max_records=100
+    )
+    assert evicted == 0
+    store.put_predictions(
+        "fraud", [("r1", b"again"), ("r3", b"three")], ttl_seconds=3600, max_records=100
+    )
+    found = store.get_predictions("fraud", ["r1", "r2", "r3", "missing"])
+    assert found == {"r1": b"one", "r2": b"two", "r3": b"three"}
+    assert store.get_predictions("other", ["r1"]) == {}  # models are apart
+
+
+def test_predictions_bounded_per_model(store: Store) -> None:
+    evicted = store.put_predictions(
+        "fraud", [(f"r{i}", b"x") for i in range(10)], ttl_seconds=3600, max_records=4
+    )
+    found = store.get_predictions("fraud", [f"r{i}" for i in range(10)])
+    assert len(found) <= 4
+    assert evicted == 10 - len(found)  # every record not kept is counted
+
+
+def test_predictions_refuse_bad_arguments(store: Store) -> None:
+    with pytest.raises(InvalidInput):
+        store.put_predictions("", [("r", b"x")], ttl_seconds=10, max_records=1)
+    with pytest.raises(InvalidInput):
+        store.put_predictions("m", [("r", b"x")], ttl_seconds=0, max_records=1)
+    with pytest.raises(InvalidInput):
+        store.put_predictions("m", [("r", b"x")], ttl_seconds=10, max_records=0)
+    assert store.get_predictions("m", ["r"]) == {}
+
+
+def test_predictions_expire(backend: Backend) -> None:
+    if backend.kind == "redis":
+        pytest.skip("Redis expires predictions by time bucket (a minute or more): too slow here")
+    store = backend.store
+    store.put_predictions("fraud", [("r1", b"one")], ttl_seconds=60, max_records=10)
+    backend.advance(30)
+    assert store.get_predictions("fraud", ["r1"]) == {"r1": b"one"}
+    backend.advance(31)
+    assert store.get_predictions("fraud", ["r1"]) == {}
+
+
+def test_outcome_claims_first_wins(store: Store) -> None:
+    assert store.claim_outcomes("fraud", ["a", "b", "a"], ttl_seconds=3600) == [True, True, False]
+    assert store.claim_outcomes("fraud", ["b", "c"], ttl_seconds=3600) == [False, True]
+    assert store.claim_outcomes("other", ["a"], ttl_seconds=3600) == [True]

@@ -15,6 +15,7 @@ class SignalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIGNAL_KIND_LATENCY: _ClassVar[SignalKind]
     SIGNAL_KIND_RESOURCE: _ClassVar[SignalKind]
     SIGNAL_KIND_ERROR: _ClassVar[SignalKind]
+    SIGNAL_KIND_QUALITY: _ClassVar[SignalKind]
 
 class BaselineStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -50,12 +51,21 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_IMAGE_CHANGE: _ClassVar[EventType]
     EVENT_TYPE_PYTHON_CHANGE: _ClassVar[EventType]
     EVENT_TYPE_CUSTOM: _ClassVar[EventType]
+
+class ImpactVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMPACT_VERDICT_UNSPECIFIED: _ClassVar[ImpactVerdict]
+    IMPACT_VERDICT_PENDING: _ClassVar[ImpactVerdict]
+    IMPACT_VERDICT_NO_CHANGE: _ClassVar[ImpactVerdict]
+    IMPACT_VERDICT_REGRESSION: _ClassVar[ImpactVerdict]
+    IMPACT_VERDICT_INCONCLUSIVE: _ClassVar[ImpactVerdict]
 SIGNAL_KIND_UNSPECIFIED: SignalKind
 SIGNAL_KIND_FEATURE: SignalKind
 SIGNAL_KIND_OUTPUT: SignalKind
 SIGNAL_KIND_LATENCY: SignalKind
 SIGNAL_KIND_RESOURCE: SignalKind
 SIGNAL_KIND_ERROR: SignalKind
+SIGNAL_KIND_QUALITY: SignalKind
 BASELINE_STATUS_UNSPECIFIED: BaselineStatus
 BASELINE_STATUS_CANDIDATE: BaselineStatus
 BASELINE_STATUS_ACTIVE: BaselineStatus
@@ -79,6 +89,11 @@ EVENT_TYPE_AUTOSCALE: EventType
 EVENT_TYPE_IMAGE_CHANGE: EventType
 EVENT_TYPE_PYTHON_CHANGE: EventType
 EVENT_TYPE_CUSTOM: EventType
+IMPACT_VERDICT_UNSPECIFIED: ImpactVerdict
+IMPACT_VERDICT_PENDING: ImpactVerdict
+IMPACT_VERDICT_NO_CHANGE: ImpactVerdict
+IMPACT_VERDICT_REGRESSION: ImpactVerdict
+IMPACT_VERDICT_INCONCLUSIVE: ImpactVerdict
 
 class Fingerprint(_message.Message):
     __slots__ = ("hash", "fields")
@@ -512,7 +527,7 @@ class SeriesFinding(_message.Message):
     def __init__(self, version: _Optional[str] = ..., slice: _Optional[str] = ..., signal: _Optional[str] = ..., kind: _Optional[_Union[SignalKind, str]] = ..., effects: _Optional[_Iterable[_Union[Effect, _Mapping]]] = ..., severity: _Optional[_Union[Severity, str]] = ..., baseline_count: _Optional[int] = ..., live_count: _Optional[int] = ..., phase: _Optional[str] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("fingerprint", "model", "environment", "severity", "state", "started_at", "updated_at", "resolved_at", "baseline_id", "window_start", "window_end", "series", "summary", "playbook_url", "labels")
+    __slots__ = ("fingerprint", "model", "environment", "severity", "state", "started_at", "updated_at", "resolved_at", "baseline_id", "window_start", "window_end", "series", "summary", "playbook_url", "labels", "change_point", "suspects", "fingerprint_diff", "attribution", "attribution_summary", "correlation_error")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -535,6 +550,12 @@ class Alert(_message.Message):
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     PLAYBOOK_URL_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_POINT_FIELD_NUMBER: _ClassVar[int]
+    SUSPECTS_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_DIFF_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ERROR_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     model: str
     environment: str
@@ -550,7 +571,125 @@ class Alert(_message.Message):
     summary: str
     playbook_url: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, fingerprint: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., state: _Optional[_Union[AlertState, str]] = ..., started_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., resolved_at: _Optional[float] = ..., baseline_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., series: _Optional[_Iterable[_Union[SeriesFinding, _Mapping]]] = ..., summary: _Optional[str] = ..., playbook_url: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    change_point: AlertChangePoint
+    suspects: _containers.RepeatedCompositeFieldContainer[Suspect]
+    fingerprint_diff: _containers.RepeatedCompositeFieldContainer[FingerprintDifference]
+    attribution: _containers.RepeatedCompositeFieldContainer[SliceAttribution]
+    attribution_summary: str
+    correlation_error: str
+    def __init__(self, fingerprint: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., state: _Optional[_Union[AlertState, str]] = ..., started_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., resolved_at: _Optional[float] = ..., baseline_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., series: _Optional[_Iterable[_Union[SeriesFinding, _Mapping]]] = ..., summary: _Optional[str] = ..., playbook_url: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., change_point: _Optional[_Union[AlertChangePoint, _Mapping]] = ..., suspects: _Optional[_Iterable[_Union[Suspect, _Mapping]]] = ..., fingerprint_diff: _Optional[_Iterable[_Union[FingerprintDifference, _Mapping]]] = ..., attribution: _Optional[_Iterable[_Union[SliceAttribution, _Mapping]]] = ..., attribution_summary: _Optional[str] = ..., correlation_error: _Optional[str] = ...) -> None: ...
+
+class AlertChangePoint(_message.Message):
+    __slots__ = ("time", "start", "end", "estimated", "statistic", "score", "before_count", "after_count", "signal", "slice")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    SLICE_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    start: float
+    end: float
+    estimated: bool
+    statistic: str
+    score: float
+    before_count: int
+    after_count: int
+    signal: str
+    slice: str
+    def __init__(self, time: _Optional[float] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., estimated: _Optional[bool] = ..., statistic: _Optional[str] = ..., score: _Optional[float] = ..., before_count: _Optional[int] = ..., after_count: _Optional[int] = ..., signal: _Optional[str] = ..., slice: _Optional[str] = ...) -> None: ...
+
+class Suspect(_message.Message):
+    __slots__ = ("event_id", "type", "time", "model", "environment", "version", "node", "image", "attributes", "source", "score", "components", "reasons")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ComponentsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    type: str
+    time: float
+    model: str
+    environment: str
+    version: str
+    node: str
+    image: str
+    attributes: _containers.ScalarMap[str, str]
+    source: str
+    score: float
+    components: _containers.ScalarMap[str, float]
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, event_id: _Optional[str] = ..., type: _Optional[str] = ..., time: _Optional[float] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., version: _Optional[str] = ..., node: _Optional[str] = ..., image: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., score: _Optional[float] = ..., components: _Optional[_Mapping[str, float]] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FingerprintDifference(_message.Message):
+    __slots__ = ("field", "from_value", "to_value", "time", "share", "node", "event_id")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    FROM_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TO_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    from_value: str
+    to_value: str
+    time: float
+    share: float
+    node: str
+    event_id: str
+    def __init__(self, field: _Optional[str] = ..., from_value: _Optional[str] = ..., to_value: _Optional[str] = ..., time: _Optional[float] = ..., share: _Optional[float] = ..., node: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
+
+class SliceAttribution(_message.Message):
+    __slots__ = ("attribute", "value", "verdict", "effect", "estimate", "lower", "upper", "unit", "guardrail", "tier", "live_count")
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAIL_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    LIVE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    attribute: str
+    value: str
+    verdict: str
+    effect: str
+    estimate: float
+    lower: float
+    upper: float
+    unit: str
+    guardrail: float
+    tier: str
+    live_count: int
+    def __init__(self, attribute: _Optional[str] = ..., value: _Optional[str] = ..., verdict: _Optional[str] = ..., effect: _Optional[str] = ..., estimate: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., unit: _Optional[str] = ..., guardrail: _Optional[float] = ..., tier: _Optional[str] = ..., live_count: _Optional[int] = ...) -> None: ...
 
 class ListAlertsRequest(_message.Message):
     __slots__ = ("model", "environment", "include_resolved")
@@ -668,6 +807,123 @@ class ListEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[Event]
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class ImpactEffect(_message.Message):
+    __slots__ = ("signal", "kind", "slice", "effect", "estimate", "lower", "upper", "unit", "direction", "guardrail", "margin", "severity", "within", "samples_before", "samples_after")
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SLICE_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAIL_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    WITHIN_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    signal: str
+    kind: SignalKind
+    slice: str
+    effect: str
+    estimate: float
+    lower: float
+    upper: float
+    unit: str
+    direction: str
+    guardrail: float
+    margin: float
+    severity: Severity
+    within: bool
+    samples_before: int
+    samples_after: int
+    def __init__(self, signal: _Optional[str] = ..., kind: _Optional[_Union[SignalKind, str]] = ..., slice: _Optional[str] = ..., effect: _Optional[str] = ..., estimate: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., unit: _Optional[str] = ..., direction: _Optional[str] = ..., guardrail: _Optional[float] = ..., margin: _Optional[float] = ..., severity: _Optional[_Union[Severity, str]] = ..., within: _Optional[bool] = ..., samples_before: _Optional[int] = ..., samples_after: _Optional[int] = ...) -> None: ...
+
+class ImpactReport(_message.Message):
+    __slots__ = ("id", "model", "environment", "event", "verdict", "effects", "scope", "scope_note", "samples_before", "samples_after", "samples_needed", "before_start", "before_end", "after_start", "after_end", "alpha_per_test", "margin", "summary", "created_at", "updated_at", "decided_at", "alert_fingerprint")
+    class ScopeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    EFFECTS_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_NOTE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_START_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_END_FIELD_NUMBER: _ClassVar[int]
+    AFTER_START_FIELD_NUMBER: _ClassVar[int]
+    AFTER_END_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_PER_TEST_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    ALERT_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    model: str
+    environment: str
+    event: Event
+    verdict: ImpactVerdict
+    effects: _containers.RepeatedCompositeFieldContainer[ImpactEffect]
+    scope: _containers.ScalarMap[str, str]
+    scope_note: str
+    samples_before: int
+    samples_after: int
+    samples_needed: int
+    before_start: float
+    before_end: float
+    after_start: float
+    after_end: float
+    alpha_per_test: float
+    margin: float
+    summary: str
+    created_at: float
+    updated_at: float
+    decided_at: float
+    alert_fingerprint: str
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., verdict: _Optional[_Union[ImpactVerdict, str]] = ..., effects: _Optional[_Iterable[_Union[ImpactEffect, _Mapping]]] = ..., scope: _Optional[_Mapping[str, str]] = ..., scope_note: _Optional[str] = ..., samples_before: _Optional[int] = ..., samples_after: _Optional[int] = ..., samples_needed: _Optional[int] = ..., before_start: _Optional[float] = ..., before_end: _Optional[float] = ..., after_start: _Optional[float] = ..., after_end: _Optional[float] = ..., alpha_per_test: _Optional[float] = ..., margin: _Optional[float] = ..., summary: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., decided_at: _Optional[float] = ..., alert_fingerprint: _Optional[str] = ...) -> None: ...
+
+class GetImpactReportRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListImpactReportsRequest(_message.Message):
+    __slots__ = ("model", "environment", "start", "end", "verdicts", "limit")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    start: float
+    end: float
+    verdicts: _containers.RepeatedScalarFieldContainer[ImpactVerdict]
+    limit: int
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., verdicts: _Optional[_Iterable[_Union[ImpactVerdict, str]]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListImpactReportsResponse(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[ImpactReport]
+    def __init__(self, reports: _Optional[_Iterable[_Union[ImpactReport, _Mapping]]] = ...) -> None: ...
 
 class Policy(_message.Message):
     __slots__ = ("model", "environment", "four_eyes", "owners")
@@ -810,3 +1066,163 @@ class DiffBaselinesResponse(_message.Message):
     only_in_a: _containers.RepeatedScalarFieldContainer[str]
     only_in_b: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, a: _Optional[str] = ..., b: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[SeriesFinding, _Mapping]]] = ..., only_in_a: _Optional[_Iterable[str]] = ..., only_in_b: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class OutcomeRecord(_message.Message):
+    __slots__ = ("model", "request_id", "class_index", "value", "class_name", "time", "weight")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    request_id: str
+    class_index: int
+    value: float
+    class_name: str
+    time: float
+    weight: float
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., class_index: _Optional[int] = ..., value: _Optional[float] = ..., class_name: _Optional[str] = ..., time: _Optional[float] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class OutcomeBatch(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[OutcomeRecord]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[OutcomeRecord, _Mapping]]] = ...) -> None: ...
+
+class OutcomeReason(_message.Message):
+    __slots__ = ("reason", "count")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    count: int
+    def __init__(self, reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class RecordOutcomesResponse(_message.Message):
+    __slots__ = ("joined", "unknown", "expired", "duplicate", "invalid", "reasons")
+    JOINED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    joined: int
+    unknown: int
+    expired: int
+    duplicate: int
+    invalid: int
+    reasons: _containers.RepeatedCompositeFieldContainer[OutcomeReason]
+    def __init__(self, joined: _Optional[int] = ..., unknown: _Optional[int] = ..., expired: _Optional[int] = ..., duplicate: _Optional[int] = ..., invalid: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[OutcomeReason, _Mapping]]] = ...) -> None: ...
+
+class GetQualityRequest(_message.Message):
+    __slots__ = ("model", "environment")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
+
+class QualityReliabilityBin(_message.Message):
+    __slots__ = ("lo", "hi", "count", "mean_confidence", "accuracy")
+    LO_FIELD_NUMBER: _ClassVar[int]
+    HI_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    lo: float
+    hi: float
+    count: float
+    mean_confidence: float
+    accuracy: float
+    def __init__(self, lo: _Optional[float] = ..., hi: _Optional[float] = ..., count: _Optional[float] = ..., mean_confidence: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
+
+class QualityEstimate(_message.Message):
+    __slots__ = ("expected_error", "lower", "upper", "count", "has_realized", "realized_error", "diverged")
+    EXPECTED_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    HAS_REALIZED_FIELD_NUMBER: _ClassVar[int]
+    REALIZED_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DIVERGED_FIELD_NUMBER: _ClassVar[int]
+    expected_error: float
+    lower: float
+    upper: float
+    count: float
+    has_realized: bool
+    realized_error: float
+    diverged: bool
+    def __init__(self, expected_error: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., count: _Optional[float] = ..., has_realized: _Optional[bool] = ..., realized_error: _Optional[float] = ..., diverged: _Optional[bool] = ...) -> None: ...
+
+class QualitySlice(_message.Message):
+    __slots__ = ("slice", "count", "error_rate", "ece", "ece_adaptive", "brier", "log_loss", "auc", "baseline_count", "baseline_error_rate", "baseline_ece", "effects", "cbpe", "cbpe_check", "reliability", "reliability_adaptive")
+    SLICE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    ECE_FIELD_NUMBER: _ClassVar[int]
+    ECE_ADAPTIVE_FIELD_NUMBER: _ClassVar[int]
+    BRIER_FIELD_NUMBER: _ClassVar[int]
+    LOG_LOSS_FIELD_NUMBER: _ClassVar[int]
+    AUC_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_ECE_FIELD_NUMBER: _ClassVar[int]
+    EFFECTS_FIELD_NUMBER: _ClassVar[int]
+    CBPE_FIELD_NUMBER: _ClassVar[int]
+    CBPE_CHECK_FIELD_NUMBER: _ClassVar[int]
+    RELIABILITY_FIELD_NUMBER: _ClassVar[int]
+    RELIABILITY_ADAPTIVE_FIELD_NUMBER: _ClassVar[int]
+    slice: str
+    count: float
+    error_rate: float
+    ece: float
+    ece_adaptive: float
+    brier: float
+    log_loss: float
+    auc: float
+    baseline_count: float
+    baseline_error_rate: float
+    baseline_ece: float
+    effects: _containers.RepeatedCompositeFieldContainer[Effect]
+    cbpe: QualityEstimate
+    cbpe_check: QualityEstimate
+    reliability: _containers.RepeatedCompositeFieldContainer[QualityReliabilityBin]
+    reliability_adaptive: _containers.RepeatedCompositeFieldContainer[QualityReliabilityBin]
+    def __init__(self, slice: _Optional[str] = ..., count: _Optional[float] = ..., error_rate: _Optional[float] = ..., ece: _Optional[float] = ..., ece_adaptive: _Optional[float] = ..., brier: _Optional[float] = ..., log_loss: _Optional[float] = ..., auc: _Optional[float] = ..., baseline_count: _Optional[float] = ..., baseline_error_rate: _Optional[float] = ..., baseline_ece: _Optional[float] = ..., effects: _Optional[_Iterable[_Union[Effect, _Mapping]]] = ..., cbpe: _Optional[_Union[QualityEstimate, _Mapping]] = ..., cbpe_check: _Optional[_Union[QualityEstimate, _Mapping]] = ..., reliability: _Optional[_Iterable[_Union[QualityReliabilityBin, _Mapping]]] = ..., reliability_adaptive: _Optional[_Iterable[_Union[QualityReliabilityBin, _Mapping]]] = ...) -> None: ...
+
+class FairnessGapView(_message.Message):
+    __slots__ = ("attribute", "metric", "best", "worst", "estimate", "lower", "upper")
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    BEST_FIELD_NUMBER: _ClassVar[int]
+    WORST_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    attribute: str
+    metric: str
+    best: str
+    worst: str
+    estimate: float
+    lower: float
+    upper: float
+    def __init__(self, attribute: _Optional[str] = ..., metric: _Optional[str] = ..., best: _Optional[str] = ..., worst: _Optional[str] = ..., estimate: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ...) -> None: ...
+
+class QualityView(_message.Message):
+    __slots__ = ("model", "environment", "baseline_id", "window_start", "window_end", "slices", "fairness")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_FIELD_NUMBER: _ClassVar[int]
+    SLICES_FIELD_NUMBER: _ClassVar[int]
+    FAIRNESS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    environment: str
+    baseline_id: str
+    window_start: float
+    window_end: float
+    slices: _containers.RepeatedCompositeFieldContainer[QualitySlice]
+    fairness: _containers.RepeatedCompositeFieldContainer[FairnessGapView]
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., baseline_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., slices: _Optional[_Iterable[_Union[QualitySlice, _Mapping]]] = ..., fairness: _Optional[_Iterable[_Union[FairnessGapView, _Mapping]]] = ...) -> None: ...

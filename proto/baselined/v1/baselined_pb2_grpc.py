@@ -838,6 +838,123 @@ class Events:
             _registered_method=True)
 
 
+class ImpactStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetImpactReport = channel.unary_unary(
+                '/baselined.v1.Impact/GetImpactReport',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.GetImpactReportRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.ImpactReport.FromString,
+                _registered_method=True)
+        self.ListImpactReports = channel.unary_unary(
+                '/baselined.v1.Impact/ListImpactReports',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.ListImpactReportsRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.ListImpactReportsResponse.FromString,
+                _registered_method=True)
+
+
+class ImpactServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def GetImpactReport(self, request, context):
+        """One report by id; NOT_FOUND when there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListImpactReports(self, request, context):
+        """Reports of events in a time range, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ImpactServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetImpactReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImpactReport,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.GetImpactReportRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.ImpactReport.SerializeToString,
+            ),
+            'ListImpactReports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImpactReports,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.ListImpactReportsRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.ListImpactReportsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baselined.v1.Impact', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baselined.v1.Impact', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Impact:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetImpactReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Impact/GetImpactReport',
+            baselined_dot_v1_dot_baselined__pb2.GetImpactReportRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.ImpactReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImpactReports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Impact/ListImpactReports',
+            baselined_dot_v1_dot_baselined__pb2.ListImpactReportsRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.ListImpactReportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class GovernanceStub:
     """Missing associated documentation comment in .proto file."""
 
@@ -1201,6 +1318,123 @@ class Governance:
             '/baselined.v1.Governance/DiffBaselines',
             baselined_dot_v1_dot_baselined__pb2.DiffBaselinesRequest.SerializeToString,
             baselined_dot_v1_dot_baselined__pb2.DiffBaselinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class OutcomesStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RecordOutcomes = channel.stream_unary(
+                '/baselined.v1.Outcomes/RecordOutcomes',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.OutcomeBatch.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.RecordOutcomesResponse.FromString,
+                _registered_method=True)
+        self.GetQuality = channel.unary_unary(
+                '/baselined.v1.Outcomes/GetQuality',
+                request_serializer=baselined_dot_v1_dot_baselined__pb2.GetQualityRequest.SerializeToString,
+                response_deserializer=baselined_dot_v1_dot_baselined__pb2.QualityView.FromString,
+                _registered_method=True)
+
+
+class OutcomesServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def RecordOutcomes(self, request_iterator, context):
+        """A client stream of outcome batches; answers once the stream ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuality(self, request, context):
+        """Current window against the active baseline, per slice, with reliability data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OutcomesServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RecordOutcomes': grpc.stream_unary_rpc_method_handler(
+                    servicer.RecordOutcomes,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.OutcomeBatch.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.RecordOutcomesResponse.SerializeToString,
+            ),
+            'GetQuality': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuality,
+                    request_deserializer=baselined_dot_v1_dot_baselined__pb2.GetQualityRequest.FromString,
+                    response_serializer=baselined_dot_v1_dot_baselined__pb2.QualityView.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baselined.v1.Outcomes', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baselined.v1.Outcomes', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Outcomes:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def RecordOutcomes(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/baselined.v1.Outcomes/RecordOutcomes',
+            baselined_dot_v1_dot_baselined__pb2.OutcomeBatch.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.RecordOutcomesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuality(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baselined.v1.Outcomes/GetQuality',
+            baselined_dot_v1_dot_baselined__pb2.GetQualityRequest.SerializeToString,
+            baselined_dot_v1_dot_baselined__pb2.QualityView.FromString,
             options,
             channel_credentials,
             insecure,
