@@ -17,6 +17,7 @@ from middleware.client import Client, ClientError
 from middleware.extractors import default_features, default_outputs, from_dict, numpy_rows
 from middleware.fingerprint import Fingerprint, compute_fingerprint, process_fingerprint
 from middleware.grpc_oip import AioOIPServerInterceptor, OIPServerInterceptor, ShadowPerModel
+from middleware.outcomes import OutcomeSender, record_outcome
 from middleware.sampling import Sampler, sample_by_id
 from middleware.shadow import Shadow, ShadowStats, shadow
 from middleware.shipper import Backoff
@@ -31,6 +32,7 @@ __all__ = [
     "ClientError",
     "Fingerprint",
     "OIPServerInterceptor",
+    "OutcomeSender",
     "Sampler",
     "Shadow",
     "ShadowPerModel",
@@ -41,6 +43,7 @@ __all__ = [
     "from_dict",
     "numpy_rows",
     "process_fingerprint",
+    "record_outcome",
     "sample_by_id",
     "shadow",
 ]

@@ -397,7 +397,7 @@ class Client:
             environment=environment,
             start=start,
             end=end,
-            verdicts=[pb.ImpactVerdict.Value("IMPACT_VERDICT_" + v.upper()) for v in verdicts],
+            verdicts=[_impact_verdict(v) for v in verdicts],
             limit=limit,
         )
         return self._call("ListImpactReports", request, pb.ListImpactReportsResponse, stub)
@@ -512,6 +512,16 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _impact_verdict(name: str) -> Any:
+    """``no_change`` -> ``IMPACT_VERDICT_NO_CHANGE``; ValueError naming the choices otherwise."""
+    try:
+        return pb.ImpactVerdict.Value("IMPACT_VERDICT_" + name.strip().upper())
+    except ValueError:
+        raise ValueError(
+            f"unknown impact verdict {name!r}; use no_change, regression, inconclusive or pending"
+        ) from None
 
 
 def _event_type(name: str) -> Any:

@@ -192,7 +192,9 @@ class OutcomeSender:
             except Exception as err:  # unreachable or refused: drop, count, log once a batch
                 with self._lock:
                     self._counts["dropped_unavailable"] += len(batch)
-                log.warning("baselined: %d outcomes not sent to %s: %s", len(batch), self.target, err)
+                log.warning(
+                    "baselined: %d outcomes not sent to %s: %s", len(batch), self.target, err
+                )
                 time.sleep(min(self._flush_interval, 1.0))
                 return
             with self._lock:

@@ -6,10 +6,12 @@ series. Compaction merges, per (model, environment), every partial of a range
 into one partial at the range's start, written by the reserved writer
 :data:`COMPACTED`:
 
-- buckets of an hour that ended more than an hour ago become one hourly partial;
+- buckets of 10 minutes that ended more than 10 minutes ago become one partial;
+- partials of an hour that ended more than 30 minutes ago become one hourly partial;
 - partials of a (UTC) day that ended more than a day ago become one daily partial.
 
-So a series holds at most ~60 minute buckets, ~23 hourly and 6 daily partials.
+So a series holds at most ~20 minute buckets, ~9 ten-minute, ~24 hourly and 7
+daily partials.
 Merged numeric states stay exact up to ``compression`` values and are
 t-digests past that, so a compacted partial is never larger than a digest.
 
@@ -52,7 +54,7 @@ log = logging.getLogger(__name__)
 COMPACTED = "~compacted"
 """Writer name of compacted partials (``~`` sorts after every generated writer name)."""
 
-TIERS: tuple[tuple[int, int], ...] = ((3600, 3600), (86400, 86400))
+TIERS: tuple[tuple[int, int], ...] = ((600, 600), (3600, 1800), (86400, 86400))
 """(width, age) per tier: ranges ``[k * width, (k + 1) * width)`` that ended more
 than ``age`` seconds ago are merged into one partial."""
 
@@ -115,8 +117,8 @@ class Compactor:
     """Runs compaction passes over every (model, environment) with window data.
 
     ``run`` is blocking (async callers use ``asyncio.to_thread``) and returns the
-    ranges compacted. Failures of one range are logged and retried on a later
-    pass; they never raise.
+    ranges compacted. It never raises: the first failure is logged and ends the
+    pass, and the next pass looks at every range within retention again.
     """
 
     def __init__(
@@ -182,16 +184,19 @@ class Compactor:
                             merge=self._merge,
                         ):
                             count += 1
-                    except Exception as err:
+                    except Exception as err:  # the store is likely down: end this pass
                         self.failures += 1
+                        self._last_full = -math.inf  # the next pass looks at everything
                         log.warning(
-                            "compaction of %s/%s [%d, %d) failed; retried later: %s",
+                            "compaction of %s/%s [%d, %d) failed; retried on a later pass: %s",
                             model,
                             environment,
                             start,
                             start + width,
                             err,
                         )
+                        self.compacted += count
+                        return count
                 self._done[key] = int(due)
         self.compacted += count
         return count

@@ -46,7 +46,7 @@ __all__ = ["run_demo"]
 MODEL, ENVIRONMENT = "fraud", "demo"
 LEVELS = (0.5, 0.9, 0.99)
 IMPACT_MODEL = "ranker"
-IMPACT_SAMPLES = 20_000  # per phase: the sidecar's default impact_min_samples
+IMPACT_SAMPLES = 25_000  # per phase: above the default impact_min_samples (20,000)
 
 
 def _free_port() -> int:
@@ -272,7 +272,8 @@ def _wait_for_report(client: Any, event_id: str, timeout: float) -> pb.ImpactRep
     while time.monotonic() < deadline:
         for report in client.impact_reports(IMPACT_MODEL, ENVIRONMENT).reports:
             if report.event.id == event_id and report.verdict != pb.IMPACT_VERDICT_PENDING:
-                return report
+                found: pb.ImpactReport = report
+                return found
         time.sleep(0.5)
     return None
 
@@ -283,12 +284,19 @@ def _print_report(report: pb.ImpactReport | None) -> str:
         return "none"
     verdict = pb.ImpactVerdict.Name(report.verdict).removeprefix("IMPACT_VERDICT_").lower()
     print(f"  [{verdict}] {report.summary}")
-    for effect in report.effects[:4]:
+
+    def closeness(e: pb.ImpactEffect) -> float:  # how near the interval comes to its margin
+        return max(abs(e.lower), abs(e.upper)) / e.margin if e.margin else 0.0
+
+    shown = [e for e in report.effects if e.severity] or sorted(
+        report.effects, key=closeness, reverse=True
+    )
+    for effect in shown[:3]:
         mark = pb.Severity.Name(effect.severity).removeprefix("SEVERITY_").lower()
         if not effect.severity:
             mark = "inside" if effect.within else "open"
         print(
-            f"      {effect.signal + ':' + effect.effect:<24} {effect.estimate:+.4f}"
+            f"      {effect.signal + ':' + effect.effect:<22} {effect.estimate:+.4f}"
             f" [{effect.lower:+.4f}, {effect.upper:+.4f}]  minor guardrail {effect.guardrail:g},"
             f" no-change margin {effect.margin:g}: {mark}"
         )

@@ -465,11 +465,14 @@ class ImpactChecker:
         alpha = self.guardrails.alpha
         tests = count_tests(before.items(), self.guardrails, model)
         alpha_test = alpha / tests if tests else alpha
-        if check.evaluator is None or check.tests != tests or not check.before_frozen:
-            check.evaluator = build_evaluator(before, self.guardrails, model, alpha_test)
-            check.tests = tests
+        expired = ended or now >= t + policy.max_wait
+        # Too few samples for any verdict yet: count them, skip the effects.
+        counting = not expired and (n_before < policy.min_samples or n_after < policy.min_samples)
         findings: list[SeriesFinding] = []
-        if before and after:
+        if before and after and not counting:
+            if check.evaluator is None or check.tests != tests or not check.before_frozen:
+                check.evaluator = build_evaluator(before, self.guardrails, model, alpha_test)
+                check.tests = tests
             findings, alpha_test = compare_states(
                 before, after, self.guardrails, model, alpha, tests=tests, evaluator=check.evaluator
             )
@@ -478,7 +481,6 @@ class ImpactChecker:
             for s, st in before.items()
         }
         effects = self._effects(model, findings, kinds)
-        expired = ended or now >= t + policy.max_wait
         enough = (
             n_before >= policy.min_samples
             and n_after >= policy.min_samples

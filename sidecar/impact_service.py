@@ -56,7 +56,7 @@ def _effect_to_pb(effect: ImpactEffect) -> pb.ImpactEffect:
         direction=effect.direction,
         guardrail=effect.guardrail,
         margin=effect.margin,
-        severity=_SEVERITY.get(effect.tier, pb.SEVERITY_UNSPECIFIED),  # type: ignore[arg-type]
+        severity=_SEVERITY.get(effect.tier, pb.SEVERITY_UNSPECIFIED),
         within=effect.within,
         samples_before=effect.samples_before,
         samples_after=effect.samples_after,

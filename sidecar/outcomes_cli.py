@@ -116,7 +116,9 @@ def _record(row: dict[str, Any], default_model: str, line: int) -> pb.OutcomeRec
         except (TypeError, ValueError):
             raise ValueError(f"{key} {value!r} is not a number") from None
         if not math.isfinite(number) or (key == "weight" and number <= 0):
-            raise ValueError(f"{key} {value!r} must be a finite{' positive' if key == 'weight' else ''} number")
+            raise ValueError(
+                f"{key} {value!r} must be a finite{' positive' if key == 'weight' else ''} number"
+            )
         setattr(record, key, number)
     return record
 

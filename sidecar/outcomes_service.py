@@ -64,9 +64,7 @@ def counts_to_pb(counts: OutcomeCounts) -> pb.RecordOutcomesResponse:
         expired=counts.expired,
         duplicate=counts.duplicate,
         invalid=counts.invalid,
-        reasons=[
-            pb.OutcomeReason(reason=r, count=n) for r, n in counts.reasons.most_common()
-        ],
+        reasons=[pb.OutcomeReason(reason=r, count=n) for r, n in counts.reasons.most_common()],
     )
 
 
@@ -173,9 +171,7 @@ class OutcomesService:
             total.add(counts)
         return counts_to_pb(total)
 
-    async def GetQuality(
-        self, request: pb.GetQualityRequest, context: Context
-    ) -> pb.QualityView:
+    async def GetQuality(self, request: pb.GetQualityRequest, context: Context) -> pb.QualityView:
         if not request.model or not request.environment:
             await abort_with(
                 context, InvalidInput("GetQuality needs a model and an environment"), "get quality"

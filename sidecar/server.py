@@ -65,7 +65,7 @@ from sidecar.outcomes import Outcomes
 from sidecar.outcomes_service import OutcomesService
 from sidecar.quality_view import QualityMonitor
 from sidecar.records import EventRecord
-from sidecar.service import AlertsService, BaselinesService, IngestService
+from sidecar.service import AlertsService, BaselinesService, IngestService, add_ingest_service
 from sidecar.settings import Settings
 from sidecar.sinks.otel import comparison_span
 from sidecar.stores import open_store
@@ -93,6 +93,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     pb.DESCRIPTOR.services_by_name["Events"].full_name,
     pb.DESCRIPTOR.services_by_name["Impact"].full_name,
     pb.DESCRIPTOR.services_by_name["Governance"].full_name,
+    pb.DESCRIPTOR.services_by_name["Outcomes"].full_name,
 )
 """Fully qualified names of the services the sidecar serves (health reports each)."""
 
@@ -376,7 +377,7 @@ class Sidecar:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        pb_grpc.add_IngestServicer_to_server(IngestService(self.windows), server)  # type: ignore[no-untyped-call]
+        add_ingest_service(IngestService(self.windows), server)  # corrupt bytes: INVALID_ARGUMENT
         pb_grpc.add_BaselinesServicer_to_server(  # type: ignore[no-untyped-call]
             BaselinesService(self.manager), server
         )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import grpc
 import grpc.aio
 from baselined.v1 import baselined_pb2 as pb
+from google.protobuf.message import DecodeError
 
 from sidecar.baselines import BaselineManager
 from sidecar.convert import (
@@ -35,7 +36,14 @@ if TYPE_CHECKING:
     from sidecar.alerts import Alerter
     from sidecar.compare import Comparator, ComparisonResult
 
-__all__ = ["MAX_REJECTIONS", "AlertsService", "BaselinesService", "IngestService", "abort_with"]
+__all__ = [
+    "MAX_REJECTIONS",
+    "AlertsService",
+    "BaselinesService",
+    "IngestService",
+    "abort_with",
+    "add_ingest_service",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +81,72 @@ def _batch_rows(batch: pb.SampleBatch) -> int:
     return max(lengths)
 
 
+class Undecodable:
+    """A request message that is not a valid ``SampleBatch`` on the wire (what
+    :func:`decode_sample_batch` returns instead of raising, so that the servicer
+    can refuse it with INVALID_ARGUMENT instead of gRPC's UNKNOWN)."""
+
+    __slots__ = ("error", "size")
+
+    def __init__(self, error: str, size: int) -> None:
+        self.error = error
+        self.size = size
+
+    def invalid(self) -> InvalidInput:
+        return InvalidInput(
+            f"batch is not a valid SampleBatch message ({self.size} bytes): {self.error}"
+        )
+
+
+def decode_sample_batch(raw: bytes) -> pb.SampleBatch | Undecodable:
+    """The request deserializer of ``Ingest``: a batch, or :class:`Undecodable`."""
+    try:
+        return pb.SampleBatch.FromString(raw)
+    except DecodeError as err:
+        return Undecodable(str(err) or "corrupt wire format", len(raw))
+
+
+def add_ingest_service(servicer: IngestService, server: grpc.aio.Server) -> None:
+    """Register ``baselined.v1.Ingest`` like the generated ``add_IngestServicer_to_server``,
+    with :func:`decode_sample_batch` as the request deserializer."""
+    handlers = {
+        "Ingest": grpc.stream_unary_rpc_method_handler(
+            servicer.Ingest,
+            request_deserializer=decode_sample_batch,
+            response_serializer=pb.IngestResponse.SerializeToString,
+        ),
+        "IngestBatch": grpc.unary_unary_rpc_method_handler(
+            servicer.IngestBatch,
+            request_deserializer=decode_sample_batch,
+            response_serializer=pb.IngestResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("baselined.v1.Ingest", handlers),)
+    )
+
+
 class IngestService:
-    """``baselined.v1.Ingest``: columnar sample batches into the live windows."""
+    """``baselined.v1.Ingest``: columnar sample batches into the live windows.
+    A message that does not parse is refused like any invalid batch."""
 
     def __init__(self, windows: Windows, *, max_rejections: int = MAX_REJECTIONS) -> None:
         self._windows = windows
         self._max_rejections = max_rejections
 
     async def Ingest(
-        self, request_iterator: AsyncIterator[pb.SampleBatch], context: Context
+        self, request_iterator: AsyncIterator[pb.SampleBatch | Undecodable], context: Context
     ) -> pb.IngestResponse:
         """A stream of batches; a bad batch is refused on its own and reported."""
         response = pb.IngestResponse()
         index = 0
         async for batch in request_iterator:
             try:
+                if isinstance(batch, Undecodable):
+                    raise batch.invalid()
                 rows = self._windows.ingest(batch)
             except (InvalidInput, TooLarge) as err:
-                refused = _batch_rows(batch)
+                refused = 0 if isinstance(batch, Undecodable) else _batch_rows(batch)
                 response.batches_rejected += 1
                 response.records_rejected += refused
                 if len(response.rejections) < self._max_rejections:
@@ -111,9 +167,13 @@ class IngestService:
             index += 1
         return response
 
-    async def IngestBatch(self, request: pb.SampleBatch, context: Context) -> pb.IngestResponse:
+    async def IngestBatch(
+        self, request: pb.SampleBatch | Undecodable, context: Context
+    ) -> pb.IngestResponse:
         """One batch; a bad batch fails the call with the status naming the problem."""
         try:
+            if isinstance(request, Undecodable):
+                raise request.invalid()
             rows = self._windows.ingest(request)
         except Exception as err:
             await abort_with(context, err, "ingest")

@@ -328,8 +328,8 @@ def live_rank_radius(p: npt.ArrayLike, t: npt.ArrayLike, alpha: float) -> FloatA
 
 
 def _mixture_root(
-    p: FloatArray, t: FloatArray, r: float, thr: FloatArray, side: float
-) -> tuple[FloatArray, FloatArray]:
+    p: FloatArray, t: FloatArray, r: FloatArray, thr: FloatArray, side: float
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """Root on one side of t p of log M_t(S) = thr (1-d arrays, t > 0), M_t the
     beta-binomial mixture with prior Beta(r p, r (1-p)) (see `_rank_bounds`).
 

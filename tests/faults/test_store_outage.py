@@ -265,3 +265,74 @@ def test_windows_bound_drops_the_oldest_buckets_exactly_and_flushes_the_rest(
         assert stored_rows(store) == 7 + 13 + 17 + 19 + 2
     finally:
         store.close()
+
+
+def test_sidecar_health_follows_the_store_in_process(throwaway_redis: RedisServer) -> None:
+    """Sidecar in process: baselined.store and /healthz turn degraded when Redis
+    dies and back when it returns; the overall service stays SERVING throughout."""
+    import asyncio
+
+    import aiohttp
+    from grpc_health.v1 import health_pb2_grpc
+
+    from sidecar.server import Sidecar
+    from sidecar.settings import Settings
+
+    settings = Settings.resolve(
+        {
+            "listen": "127.0.0.1:0",
+            "http_listen": "127.0.0.1:0",
+            "store": throwaway_redis.url,
+            "flush_interval": 0.1,
+            "store_retry_max": 0.3,
+            "instance": "in-process",
+        },
+        env={},
+    )
+
+    async def scenario() -> list[tuple[int, int, str]]:
+        sidecar = Sidecar(settings)
+        await sidecar.start()
+        seen: list[tuple[int, int, str]] = []
+        try:
+            assert sidecar.http is not None
+            url = f"http://{sidecar.http.address}/healthz"
+            async with (
+                grpc.aio.insecure_channel(sidecar.address) as channel,
+                aiohttp.ClientSession() as http,
+            ):
+                health = health_pb2_grpc.HealthStub(channel)
+
+                async def observe() -> tuple[int, int, str]:
+                    store = await health.Check(
+                        health_pb2.HealthCheckRequest(service=STORE_HEALTH_SERVICE)
+                    )
+                    overall = await health.Check(health_pb2.HealthCheckRequest())
+                    async with http.get(url) as reply:
+                        assert reply.status == 200
+                        body = await reply.text()
+                    return int(store.status), int(overall.status), body
+
+                async def until(status: int) -> tuple[int, int, str]:
+                    for _ in range(200):
+                        state = await observe()
+                        if state[0] == status:
+                            return state
+                        await asyncio.sleep(0.05)
+                    raise AssertionError(f"baselined.store never became {status}: {state}")
+
+                seen.append(await observe())
+                await asyncio.to_thread(throwaway_redis.kill)
+                seen.append(await until(NOT_SERVING))
+                await asyncio.to_thread(throwaway_redis.restart)
+                seen.append(await until(SERVING))
+        finally:
+            await sidecar.stop(1.0)
+        return seen
+
+    healthy, degraded, recovered = asyncio.run(scenario())
+    assert healthy == (SERVING, SERVING, "ok")
+    assert degraded[:2] == (NOT_SERVING, SERVING)
+    assert degraded[2].startswith(f"degraded: store {throwaway_redis.url} unreachable for")
+    assert "cannot reach Redis" in degraded[2] and "0 records dropped unflushed" in degraded[2]
+    assert recovered == (SERVING, SERVING, "ok")

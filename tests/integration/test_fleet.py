@@ -81,7 +81,7 @@ def hook() -> Iterator[tuple[Hook, str]]:
     server.server_close()
 
 
-@pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.slow)])
+@pytest.fixture(params=["redis", "cluster"])
 def fleet_store(request: pytest.FixtureRequest) -> str:
     name = "redis_url" if request.param == "redis" else "redis_cluster_url"
     url: str = request.getfixturevalue(name)
@@ -139,6 +139,8 @@ def _start(
     return proc
 
 
+@pytest.mark.slow
+@pytest.mark.redis
 def test_two_sidecars_one_fleet_baseline_one_alert_and_takeover(
     fleet_store: str,
     sidecar_factory: type[SidecarProcess],

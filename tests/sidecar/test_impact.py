@@ -498,8 +498,8 @@ def test_bad_requests_get_a_clear_status_and_message(
 def _replay_lines(shift: float, *, n: int = 20_000, seed: int = 4) -> list[str]:
     rng = np.random.default_rng(seed)
     lines: list[str] = []
-    t = T0
     for i in range(2 * n):
+        t = T0 + i / RATE  # exact times: the event sits on a bucket boundary
         if i == n:
             lines.append(
                 json.dumps(
@@ -525,7 +525,6 @@ def _replay_lines(shift: float, *, n: int = 20_000, seed: int = 4) -> list[str]:
                 }
             )
         )
-        t += 1.0 / RATE
     return lines
 
 

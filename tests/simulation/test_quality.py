@@ -29,14 +29,16 @@ LABELS_TO_ECE_ALERT = 4000
 """Stated detection budget: labelled live samples before the ECE alert fires."""
 
 
-def _run(lines: list[tuple[float, dict[str, Any]]], guardrails: Guardrails) -> tuple[ReplaySummary, list[dict[str, Any]]]:
+def _run(
+    lines: list[tuple[float, dict[str, Any]]], guardrails: Guardrails
+) -> tuple[ReplaySummary, list[dict[str, Any]]]:
     lines.sort(key=lambda item: item[0])
     out = io.StringIO()
     summary = replay(
         [json.dumps(obj) for _, obj in lines],
         guardrails=guardrails,
         out=out,
-        check_interval=60.0,
+        check_interval=600.0,
         strict=True,
     )
     alerts = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -112,7 +114,9 @@ def test_delayed_labels_joined_and_match_numpy() -> None:
     )
 
 
-def _calibration_scenario(seed: int, drift: bool) -> tuple[ReplaySummary, list[dict[str, Any]], list[float]]:
+def _calibration_scenario(
+    seed: int, drift: bool
+) -> tuple[ReplaySummary, list[dict[str, Any]], list[float]]:
     """Baseline day of calibrated scores, then a live stream (scores scaled toward 0.5
     when ``drift``: the same predicted class, lower confidence); labels a minute later."""
     rng = np.random.default_rng(seed)
@@ -130,7 +134,9 @@ def _calibration_scenario(seed: int, drift: bool) -> tuple[ReplaySummary, list[d
         if i >= n_base:
             live_label_times.append(t + 60.0)
         if i == n_base - 1:
-            lines.append((t + 120.0, {"kind": "freeze", "time": t + 120.0, "model": "m", "name": "base"}))
+            lines.append(
+                (t + 120.0, {"kind": "freeze", "time": t + 120.0, "model": "m", "name": "base"})
+            )
             t += 200.0
     summary, alerts = _run(lines, Guardrails.load(None))
     return summary, alerts, live_label_times
@@ -165,7 +171,18 @@ def test_calibration_drift_alerts_on_ece_not_error_rate() -> None:
 @pytest.mark.slow
 def test_fairness_gap_names_the_region() -> None:
     rng = np.random.default_rng(3)
-    guardrails = Guardrails.from_mapping({"models": {"m": {"outcomes": {"fairness": ["region"]}}}})
+    # The gap is judged on its own bounds (not against the baseline): a model states the
+    # gap it tolerates. Here 3 points (minor); the default is 5.
+    guardrails = Guardrails.from_mapping(
+        {
+            "models": {
+                "m": {
+                    "outcomes": {"fairness": ["region"]},
+                    "signals": {"fairness": {"fairness_gap_error_rate": {"minor": 0.03}}},
+                }
+            }
+        }
+    )
     lines = []
     t = 0.0
     regions = ("eu", "us", "apac")
@@ -181,7 +198,9 @@ def test_fairness_gap_names_the_region() -> None:
         lines.append(_sample(t, f"r{i}", score, region))
         lines.append(_outcome(t + 30.0, f"r{i}", label))
         if i == n_base - 1:
-            lines.append((t + 60.0, {"kind": "freeze", "time": t + 60.0, "model": "m", "name": "base"}))
+            lines.append(
+                (t + 60.0, {"kind": "freeze", "time": t + 60.0, "model": "m", "name": "base"})
+            )
             t += 100.0
     summary, alerts = _run(lines, guardrails)
     fairness = [
@@ -195,7 +214,7 @@ def test_fairness_gap_names_the_region() -> None:
     assert {s["slice"] for s in fairness} == {"region=eu"}
     (report,) = summary.quality
     gap = next(g for attr, g in report.fairness if g.metric == "error_rate")
-    assert gap.worst == "eu" and gap.lower > 0.05
+    assert gap.worst == "eu" and gap.lower > 0.03
 
 
 def _cbpe_scenario(seed: int, overconfident: bool) -> ReplaySummary:

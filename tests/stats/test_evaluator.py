@@ -242,7 +242,10 @@ def test_one_sided_quantile_effects_equal_the_reference_and_are_tighter(exact: b
     got, got_two = ev.evaluate(live), two.evaluate(live)
     for key in base:
         ref = numeric_effects(
-            base[key], live[key], ALPHAS.__getitem__, only=names,
+            base[key],
+            live[key],
+            ALPHAS.__getitem__,
+            only=names,
             direction_for=lambda name: directions.get(name, "both"),
         )
         _assert_equal(got[key], ref, names)

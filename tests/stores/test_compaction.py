@@ -74,11 +74,13 @@ def test_hourly_compaction_keeps_counts_and_quantiles(store: SQLiteStore | Redis
     before = store.read_partials("m", "prod", int(start), int(NOW) + 60)
     assert len(before) == 2 * 200
 
-    assert _compactor(store).run() == 2  # the hours that ended >= 1 h ago: two of three
+    # NOW is 13:20:34: 10-minute ranges that ended by 13:10:34 (19 of them, 10:00 to
+    # 13:10), then the hours that ended by 12:50:34 (10:00 and 11:00).
+    assert _compactor(store).run() == 19 + 2
     after = store.read_partials("m", "prod", int(start), int(NOW) + 60)
-    compacted = [p for p in after if p.writer == COMPACTED]
-    assert [p.bucket for p in compacted] == [int(start), int(start) + HOUR]
-    assert len(after) == 2 + 2 * 80  # the last full hour and the current one stay per minute
+    compacted = [p.bucket - int(start) for p in after if p.writer == COMPACTED]
+    assert compacted == [0, HOUR] + [2 * HOUR + 600 * i for i in range(7)]
+    assert len(after) == 9 + 2 * 10  # and per writer the minute buckets from 13:10 on
 
     merged = merge_encoded(p.series[X] for p in after)
     assert isinstance(merged, NumericState)
@@ -90,7 +92,7 @@ def test_hourly_compaction_keeps_counts_and_quantiles(store: SQLiteStore | Redis
     assert isinstance(table, CategoricalState)
     assert table.count == len(cats)
     # Each compacted partial is no larger than a digest, however many values it holds.
-    assert all(len(p.series[X]) <= 20_000 for p in compacted)
+    assert all(len(p.series[X]) <= 20_000 for p in after if p.writer == COMPACTED)
 
     assert _compactor(store).run() == 0  # idempotent: nothing left to merge
 
@@ -105,7 +107,8 @@ def test_daily_compaction_merges_hourly_partials(store: SQLiteStore | RedisStore
         partials += chunk
         total += len(values)
     store.write_partials("m", "prod", partials, ttl_seconds=TTL)
-    assert _compactor(store).run() == 8 + 1  # eight hours, then their day
+    # Eight 10-minute ranges (each already its hour's only partial, at its start), the day.
+    assert _compactor(store).run() == 8 + 1
     after = store.read_partials("m", "prod", int(day), int(day + DAY))
     assert [(p.bucket, p.writer) for p in after] == [(int(day), COMPACTED)]
     merged = merge_encoded([after[0].series[X]])

@@ -1,0 +1,1 @@
+"""Property-based fuzzing (hypothesis) of everything that reads untrusted input."""
