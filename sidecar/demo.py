@@ -9,7 +9,7 @@
 5. prints the baseline's quantiles next to the live window's, the sidecar's own
    comparison (effects with anytime-valid bounds and tiers) and the alerts that
    fired;
-6. impact reports (issue 4): a second model (``ranker``) sends 20,000 requests
+6. impact reports (issue 4): a second model (``ranker``) sends 25,000 requests
    per phase through the ingest API (columnar batches, as the middleware ships
    them); a benign config change is recorded between two healthy phases and a
    library update before a phase whose score is subtly shifted (+0.3 standard
@@ -234,7 +234,7 @@ def _ranker_batch(t0: float, rng: random.Random, n: int, shift: float) -> pb.Sam
         version="v3",
         environment=ENVIRONMENT,
         instance="ranker-0",
-        timestamps=(t0 + np.arange(n) * (0.5 / n)).tolist(),
+        timestamps=[t0] * n,  # now, never later: the phase ends before the next boundary
     )
     batch.numeric.add(
         name="query_len", kind=pb.SIGNAL_KIND_FEATURE, values=gen.lognormal(2.0, 0.5, n).tolist()

@@ -279,9 +279,9 @@ class Outcomes:
                 bucket = self._bucket(float(data.timestamps[rows[-1]]))
                 for label, values in confidences.items():
                     conf = np.asarray(values, dtype=np.float64)
-                    self._state(data.model, data.environment, bucket, label, SAMPLED).add(
-                        conf, np.zeros_like(conf)
-                    )
+                    self._state(
+                        data.model, data.environment, bucket, label, SAMPLED
+                    ).add_unlabelled(conf)
 
     def _labels(self, model: str, environment: str, slices: Mapping[str, str]) -> list[str]:
         """All traffic plus one ``attr=value`` per slice (folded past max_slice_values)."""

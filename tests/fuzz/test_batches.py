@@ -136,15 +136,17 @@ def _decode_ok_or_documented(batch: pb.SampleBatch) -> bool:
     try:
         data = decode_batch(batch, SETTINGS, now=NOW)
     except (InvalidInput, TooLarge) as err:
+        tried(f"  decode_batch: {type(err).__name__}")
         assert str(err)  # the message names the problem
         return False
+    tried("  decode_batch: accepted")
     assert data.rows == len(batch.timestamps) > 0
     assert data.numeric.shape == (len(batch.numeric), data.rows)
     assert all(len(values) == data.rows for _, _, values in data.categorical)
     return True
 
 
-@budget(400)
+@budget(300)
 @given(batches())
 def test_decoder_on_structured_batches(batch: pb.SampleBatch) -> None:
     tried("decode_batch: structured batches")
@@ -201,7 +203,7 @@ def windows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Windows,
     store.close()
 
 
-@budget(300)
+@budget(250)
 @given(st.one_of(batches(), mutated().map(_parse).filter(lambda b: b is not None)))
 def test_a_refused_batch_changes_nothing(
     windows: tuple[Windows, SQLiteStore], batch: pb.SampleBatch
@@ -245,7 +247,9 @@ OK_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @budget(150)
-@given(st.one_of(mutated(), st.binary(max_size=120), batches().map(lambda b: b.SerializeToString())))
+@given(
+    st.one_of(mutated(), st.binary(max_size=120), batches().map(lambda b: b.SerializeToString()))
+)
 def test_ingest_batch_over_grpc_answers_a_clear_status(
     served: tuple[Running, SQLiteStore], raw: bytes
 ) -> None:
@@ -262,11 +266,13 @@ def test_ingest_batch_over_grpc_answers_a_clear_status(
         reply = call(raw, timeout=30)
     except grpc.RpcError as err:
         code = err.code()  # type: ignore[attr-defined]
+        tried(f"  gRPC IngestBatch: {code.name}")
         assert code in OK_CODES, (code, err.details())  # type: ignore[attr-defined]
         assert err.details()  # type: ignore[attr-defined]
         running.sidecar.windows.flush()
         assert _store_contents(store) == before
         return
+    tried("  gRPC IngestBatch: OK")
     assert reply.records_accepted == len(pb.SampleBatch.FromString(raw).timestamps)
 
 
