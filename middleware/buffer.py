@@ -1,26 +1,29 @@
-"""Preallocated columnar buffers and the bounded hand-off to the shipper.
+"""Bounded row buffers on the request thread, columnar batches on the shipper's.
 
-The request thread copies the signals of a sampled call into the current
-:class:`ColumnBuffer` under one lock. Numeric signals live in ``array('d')``
-storage (NaN = missing), categorical ones in preallocated lists of strings
-("" = missing). A full buffer goes to a bounded queue and a free buffer from
-the pool takes its place; when the queue is full the new rows are dropped and
-counted: the request thread never waits for the shipper.
+The request thread does the least it can for a sampled call: under one lock it
+appends one tuple to the current :class:`ColumnBuffer` (the call's timestamp,
+latency, CPU time, error, ids, and the *values* of its features and outputs,
+copied out of the mappings in one C call each). A full buffer goes to a
+bounded queue and a free buffer from the pool takes its place; when the queue
+is full the new rows are dropped and counted: the request thread never waits
+for the shipper.
+
+The shipper thread turns a buffer's rows into columns when it takes the
+buffer (:meth:`Recorder.pop`, :meth:`Recorder.swap_partial`): one
+``array('d')`` per numeric signal (NaN = missing), one list of strings per
+categorical signal ("" = missing), built in bulk with ``zip`` and ``array``.
 
 Fast path: the features (and outputs) mapping of a handler usually has the
-same keys, in the same order, on every call. The first such mapping of a
-buffer defines a *block*: its numeric values are stored row-major in one
-``array('d')`` and each later row with the same keys is copied with one
-``operator.itemgetter`` and one ``struct.pack_into`` (two C calls instead of a
-Python loop over the values). Rows with other keys, strings or missing values
-take the per-value path. The shipper reads a block's columns with strided
-slices.
+same keys on every call. Each distinct key tuple gets a :class:`_Plan` (cached,
+at most ``_MAX_PLANS``); a row stores the plan and the values read with the
+plan's ``operator.itemgetter``, so the values are copied when the call is
+recorded (a mapping the handler changes later does not change the row), and
+the shipper transposes all rows of one plan at once.
 """
 
 from __future__ import annotations
 
 import operator
-import struct
 import threading
 import time
 from array import array
@@ -46,7 +49,6 @@ ERROR_TYPE_NAME = "error_type"
 _NAN = float("nan")
 _INF = float("inf")
 _MAX_PLANS = 64
-_MIN_BLOCK = 4  # narrower mappings are as fast value by value
 #: Most per-row slice attributes in one buffer (the sidecar accepts 16 with batch_slices).
 MAX_SLICE_COLUMNS = 8
 
@@ -55,16 +57,13 @@ Row = tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]
 
 
 class _Plan:
-    """How to copy a mapping with these keys, in this order, in one go."""
+    """The keys of a mapping, in order, and how to read their values in one go."""
 
-    __slots__ = ("get", "keys", "missing", "pack", "stride", "width")
+    __slots__ = ("get", "keys", "width")
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self.keys = keys
         self.width = len(keys)
-        self.stride = 8 * self.width  # bytes per row
-        self.pack = struct.Struct(f"={self.width}d").pack_into
-        self.missing = array("d", [_NAN]) * self.width
         if self.width == 1:
             key = keys[0]
             self.get: Callable[[Mapping[str, Any]], tuple[Any, ...]] = lambda m: (m[key],)
@@ -72,136 +71,241 @@ class _Plan:
             self.get = operator.itemgetter(*keys)
 
 
-class _Block:
-    """Row-major numeric storage of the signals of one plan."""
+#: The plan of ``{"output": x}`` (what the default outputs extractor makes of a number).
+OUTPUT_PLAN = _Plan(("output",))
 
-    __slots__ = ("data", "kind", "plan")
+# A buffered row, as the request thread leaves it:
+# (timestamp, latency, cpu or None, error 0.0/1.0, error_type or None,
+#  request_id or None, traceparent or None, slices or None,
+#  features plan or None, feature values, outputs plan or None, output values)
+_RawRow = tuple[Any, ...]
 
-    def __init__(self, plan: _Plan, capacity: int, kind: int) -> None:
-        self.plan = plan
-        self.kind = kind
-        self.data = array("d", [_NAN]) * (capacity * plan.width)
+
+def _floats(values: Sequence[Any]) -> array[float]:
+    """``array('d', values)``; a value that is not a number becomes NaN."""
+    try:
+        return array("d", values)
+    except Exception:
+        col = array("d", [_NAN]) * len(values)
+        for i, v in enumerate(values):
+            if v is not None:
+                _store(col, i, v)
+        return col
+
+
+def _store(col: array[float], i: int, value: Any) -> None:
+    try:
+        col[i] = value  # int, float, bool and anything with __float__
+    except OverflowError:  # an int too large for a double
+        col[i] = _INF if value > 0 else -_INF
+    except Exception:  # str, or another non-number: missing
+        pass
+
+
+def _valid(value: Any) -> bool:
+    """A value that makes a column: a string or something with ``__float__``/``__index__``."""
+    if value is None:
+        return False
+    kind = type(value)
+    return (
+        kind is float
+        or kind is str
+        or isinstance(value, str)
+        or hasattr(kind, "__float__")
+        or hasattr(kind, "__index__")
+    )
 
 
 class ColumnBuffer:
-    """One batch of rows in columnar form; reused after it is shipped."""
+    """One batch of rows: appended by the request thread, then made columnar
+    (:meth:`columnize`) by the shipper; reused after it is shipped."""
 
     __slots__ = (
-        "_empty",
-        "_nan",
-        "_spare_cat",
-        "_spare_num",
-        "blocks",
         "capacity",
         "categorical",
-        "cpu",
-        "error",
-        "fblock",
         "has_ids",
         "has_traces",
-        "in_block",
         "kinds",
-        "last_overflow_row",
-        "latency",
         "n",
         "numeric",
-        "oblock",
+        "raw",
         "request_ids",
         "slices",
         "started",
         "timestamps",
         "traceparents",
-        "tried_blocks",
     )
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._nan = array("d", [_NAN]) * capacity
-        self._empty = [""] * capacity
-        self.n = 0
+        self.raw: list[_RawRow] = []
         self.started = 0.0  # monotonic time of the first row
-        self.timestamps = array("d", self._nan)
-        self.request_ids = list(self._empty)
+        self._clear()
+
+    def _clear(self) -> None:
+        self.n = 0
+        self.timestamps: array[float] = array("d")
+        self.request_ids: list[str] = []
         self.has_ids = False
-        self.traceparents = list(self._empty)  # W3C traceparent per row ("" = none)
+        self.traceparents: list[str] = []  # W3C traceparent per row ("" = none)
         self.has_traces = False
         self.numeric: dict[str, array[float]] = {}
         self.categorical: dict[str, list[str]] = {}
         self.slices: dict[str, list[str]] = {}  # per-row slice attributes ("" = none)
         self.kinds: dict[str, int] = {}
-        self.blocks: list[_Block] = []
-        self.in_block: dict[str, tuple[_Block, int]] = {}
-        self.fblock: _Block | None = None
-        self.oblock: _Block | None = None
-        self.tried_blocks = False
-        self.last_overflow_row = -1
-        # Columns of earlier batches, refilled and ready for new signals.
-        self._spare_num: list[array[float]] = []
-        self._spare_cat: list[list[str]] = []
-        self.latency = self.new_numeric(LATENCY_NAME, LATENCY)
-        self.error = self.new_numeric(ERROR_NAME, ERROR)
-        self.cpu: array[float] | None = None
-
-    def new_numeric(self, name: str, kind: int) -> array[float]:
-        """A NaN-filled column for a new numeric signal."""
-        col = self._spare_num.pop() if self._spare_num else array("d", self._nan)
-        self.numeric[name] = col
-        self.kinds[name] = kind
-        return col
-
-    def new_categorical(self, name: str, kind: int) -> list[str]:
-        """An empty-string-filled column for a new categorical signal."""
-        col = self._spare_cat.pop() if self._spare_cat else list(self._empty)
-        self.categorical[name] = col
-        self.kinds[name] = kind
-        return col
 
     def numeric_columns(self) -> Iterator[tuple[str, int, array[float]]]:
-        """(name, kind, values of the first ``n`` rows) of every numeric signal."""
-        n = self.n
+        """(name, kind, values of the ``n`` rows) of every numeric signal."""
+        kinds = self.kinds
         for name, col in self.numeric.items():
-            yield name, self.kinds[name], col[:n]
-        for block in self.blocks:
-            width = block.plan.width
-            stop = n * width
-            for j, name in enumerate(block.plan.keys):
-                yield name, block.kind, block.data[j:stop:width]
+            yield name, kinds[name], col
 
     def reset(self) -> None:
-        """Refill every column with missing values and forget the signal names."""
-        nan, empty = self._nan, self._empty
-        for col in self.numeric.values():
-            col[:] = nan
-            self._spare_num.append(col)
-        for cat in self.categorical.values():
-            cat[:] = empty
-            self._spare_cat.append(cat)
-        for scol in self.slices.values():
-            scol[:] = empty
-            self._spare_cat.append(scol)
-        self.numeric.clear()
-        self.categorical.clear()
-        self.slices.clear()
-        self.kinds.clear()
-        self.blocks.clear()
-        self.in_block.clear()
-        self.fblock = self.oblock = None
-        self.tried_blocks = False
-        if self.has_ids:
-            self.request_ids[:] = empty
-            self.has_ids = False
-        if self.has_traces:
-            self.traceparents[:] = empty
-            self.has_traces = False
-        self.n = 0
-        self.last_overflow_row = -1
-        self.latency = self.new_numeric(LATENCY_NAME, LATENCY)
-        self.error = self.new_numeric(ERROR_NAME, ERROR)
-        self.cpu = None
+        """Forget the rows and the signal names."""
+        self.raw.clear()
+        self._clear()
+
+    # -- shipper thread ---------------------------------------------------
+
+    def columnize(self, max_signals: int) -> int:
+        """Turn the buffered rows into columns; returns the number of rows that
+        lost a signal to ``max_signals`` (or to the slice column limit)."""
+        rows = self.raw
+        n = self.n = len(rows)
+        if n == 0:
+            return 0
+        (ts, lat, cpu, err, etype, rids, traces, slices, fps, fvs, ops, ovs) = zip(
+            *rows, strict=True
+        )
+        self.timestamps = _floats(ts)
+        numeric, kinds = self.numeric, self.kinds
+        numeric[LATENCY_NAME] = _floats(lat)
+        kinds[LATENCY_NAME] = LATENCY
+        numeric[ERROR_NAME] = _floats(err)
+        kinds[ERROR_NAME] = ERROR
+        overflow: set[int] = set()
+        if cpu.count(None) != n:
+            if len(kinds) < max_signals:
+                numeric[CPU_NAME] = _floats(cpu) if None not in cpu else _with_nan(cpu)
+                kinds[CPU_NAME] = RESOURCE
+            else:
+                overflow.update(i for i, c in enumerate(cpu) if c is not None)
+        if etype.count(None) != n:
+            if len(kinds) < max_signals:
+                self.categorical[ERROR_TYPE_NAME] = [e if isinstance(e, str) else "" for e in etype]
+                kinds[ERROR_TYPE_NAME] = ERROR
+            else:
+                overflow.update(i for i, e in enumerate(etype) if e is not None)
+        if rids.count(None) != n:
+            self.request_ids = [r or "" for r in rids]
+            self.has_ids = True
+        if traces.count(None) != n:
+            self.traceparents = [t or "" for t in traces]
+            self.has_traces = True
+        if slices.count(None) != n:
+            self._slices(slices, overflow)
+        segments: dict[str, list[tuple[int, Sequence[int] | None, Sequence[Any]]]] = {}
+        for plans, values, kind in ((fps, fvs, FEATURE), (ops, ovs, OUTPUT)):
+            first = plans[0]
+            if plans.count(first) == n:  # one plan for every row: the common case
+                if first is not None:
+                    for name, col in zip(first.keys, zip(*values, strict=True), strict=True):
+                        segments.setdefault(name, []).append((kind, None, col))
+                continue
+            groups: dict[_Plan, tuple[list[int], list[tuple[Any, ...]]]] = {}
+            for i, (plan, vals) in enumerate(zip(plans, values, strict=True)):
+                if plan is not None:
+                    group = groups.get(plan)
+                    if group is None:
+                        group = groups[plan] = ([], [])
+                    group[0].append(i)
+                    group[1].append(vals)
+            for plan, (index, vals_) in groups.items():
+                for name, col in zip(plan.keys, zip(*vals_, strict=True), strict=True):
+                    segments.setdefault(name, []).append((kind, index, col))
+        for name, segs in segments.items():
+            if len(segs) == 1 and segs[0][1] is None and name not in kinds:
+                kind, _, values = segs[0]
+                try:
+                    col = array("d", values)  # every value a number: one C call
+                except Exception:
+                    pass
+                else:
+                    if len(kinds) < max_signals:
+                        numeric[name] = col
+                        kinds[name] = kind
+                    else:
+                        overflow.update(range(n))
+                    continue
+            self._merge(name, segs, n, max_signals, overflow)
+        return len(overflow)
+
+    def _merge(
+        self,
+        name: str,
+        segs: list[tuple[int, Sequence[int] | None, Sequence[Any]]],
+        n: int,
+        max_signals: int,
+        overflow: set[int],
+    ) -> None:
+        """The value-by-value path: missing or mixed values, a name in several
+        plans or shared by features and outputs. A later non-missing value of
+        the same row (an output after a feature) wins. The column is numeric or
+        categorical according to its first value; a value of the other type is
+        missing."""
+        merged: list[Any] = [None] * n
+        for _, index, values in segs:
+            if index is None:
+                index = range(n)
+            for i, v in zip(index, values, strict=True):
+                if v is not None:
+                    merged[i] = v
+        numeric, categorical, kinds = self.numeric, self.categorical, self.kinds
+        col = numeric.get(name)
+        cat = categorical.get(name)
+        if col is None and cat is None:
+            first = next((v for v in merged if _valid(v)), None)
+            if first is None:
+                return  # all missing: no column
+            if len(kinds) >= max_signals:
+                overflow.update(i for i, v in enumerate(merged) if _valid(v))
+                return
+            kinds[name] = segs[0][0]
+            if isinstance(first, str):
+                cat = categorical[name] = [""] * n
+            else:
+                col = numeric[name] = array("d", [_NAN]) * n
+        if cat is not None:
+            for i, v in enumerate(merged):
+                if isinstance(v, str):
+                    cat[i] = v
+        elif col is not None:
+            for i, v in enumerate(merged):
+                if v is not None:
+                    _store(col, i, v)
+
+    def _slices(self, slices: Sequence[Mapping[str, str] | None], overflow: set[int]) -> None:
+        cols = self.slices
+        n = len(slices)
+        for row, attrs in enumerate(slices):
+            if not attrs:
+                continue
+            for name, value in attrs.items():
+                col = cols.get(name)
+                if col is None:
+                    if len(cols) >= MAX_SLICE_COLUMNS:
+                        overflow.add(row)
+                        continue
+                    col = cols[name] = [""] * n
+                col[row] = value
+
+
+def _with_nan(values: Sequence[Any]) -> array[float]:
+    return _floats([_NAN if v is None else v for v in values])
 
 
 class Recorder:
-    """Writes sampled rows into the current buffer; hands full ones to a bounded queue.
+    """Appends sampled rows to the current buffer; hands full ones to a bounded queue.
 
     ``on_ready`` is called (outside the lock) whenever a buffer is queued.
     """
@@ -221,6 +325,9 @@ class Recorder:
         self._on_ready = on_ready
         self._clock = clock
         self._plans: dict[tuple[str, ...], _Plan] = {}
+        # The plans of the last features and outputs recorded: the first guess.
+        self._fplan: _Plan | None = None
+        self._oplan: _Plan | None = None
         self._init_state()
 
     def _init_state(self) -> None:
@@ -254,6 +361,72 @@ class Recorder:
 
     # -- request thread -------------------------------------------------
 
+    def _plan_of(self, values: Mapping[str, Any]) -> _Plan:
+        keys = tuple(values)
+        plan = self._plans.get(keys)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()  # a flood of key sets: keep the cache bounded
+            plan = self._plans[keys] = _Plan(keys)
+        return plan
+
+    def _features(self, values: Mapping[str, Any]) -> tuple[_Plan, tuple[Any, ...]]:
+        plan = self._fplan
+        if plan is not None and len(values) == plan.width:
+            try:
+                return plan, plan.get(values)
+            except KeyError:
+                pass
+        plan = self._fplan = self._plan_of(values)
+        return plan, plan.get(values)
+
+    def _outputs(self, values: Mapping[str, Any]) -> tuple[_Plan, tuple[Any, ...]]:
+        plan = self._oplan
+        if plan is not None and len(values) == plan.width:
+            try:
+                return plan, plan.get(values)
+            except KeyError:
+                pass
+        plan = self._oplan = self._plan_of(values)
+        return plan, plan.get(values)
+
+    def record_one(
+        self,
+        ts: float,
+        latency: float,
+        cpu: float | None,
+        features: Mapping[str, Any] | None,
+        oplan: _Plan | None,
+        ovalues: tuple[Any, ...] | None,
+        traceparent: str | None,
+    ) -> None:
+        """The common case of :meth:`record`: one row, no error, id or slices;
+        the outputs already read (``oplan`` and ``ovalues``)."""
+        if self.down:
+            with self._lock:
+                self.dropped_unavailable += 1
+            return
+        if features:
+            fplan: _Plan | None
+            fplan, fvalues = self._features(features)
+        else:
+            fplan = fvalues = None
+        row = (ts, latency, cpu, 0.0, None, None, traceparent, None, fplan, fvalues, oplan, ovalues)
+        with self._lock:
+            buf = self._current
+            raw = buf.raw
+            k = len(raw)
+            if k < buf.capacity:
+                if not k:
+                    buf.started = self._clock()
+                raw.append(row)
+                self.sampled += 1
+                if k + 1 < buf.capacity or self._hand_off() is None:
+                    return
+            elif not self._append_full(row):
+                return
+        self._on_ready()
+
     def record(
         self,
         ts: float,
@@ -269,182 +442,59 @@ class Recorder:
         """Append one row per element of ``rows``, each carrying the call's signals
         (and its per-row slice attributes ``slices`` and the W3C ``traceparent``
         of its request, when given)."""
+        if self.down:
+            with self._lock:
+                self.dropped_unavailable += len(rows)
+            return
+        err = 1.0 if error else 0.0
+        etype = error_type if error_type is not None else None
+        rid = request_id or None
+        trace = traceparent or None
+        attrs = slices or None
+        built = []
+        for features, outputs in rows:
+            fplan: _Plan | None
+            oplan: _Plan | None
+            if features:
+                fplan, fvalues = self._features(features)
+            else:
+                fplan = fvalues = None
+            if outputs:
+                oplan, ovalues = self._outputs(outputs)
+            else:
+                oplan = ovalues = None
+            built.append(
+                (ts, latency, cpu, err, etype, rid, trace, attrs, fplan, fvalues, oplan, ovalues)
+            )
         ready = False
         with self._lock:
             if self.down:
-                self.dropped_unavailable += len(rows)
+                self.dropped_unavailable += len(built)
                 return
-            for features, outputs in rows:
-                buf = self._current
-                row = buf.n
-                if row >= buf.capacity:
-                    nxt = self._hand_off()
-                    if nxt is None:
-                        self.dropped_queue_full += 1
-                        continue
-                    ready = True
-                    buf, row = nxt, 0
-                buf.n = row + 1
-                self.sampled += 1
-                if row == 0:
-                    buf.started = self._clock()
-                buf.timestamps[row] = ts
-                if request_id:
-                    buf.request_ids[row] = request_id
-                    buf.has_ids = True
-                if traceparent:
-                    buf.traceparents[row] = traceparent
-                    buf.has_traces = True
-                buf.latency[row] = latency
-                buf.error[row] = 1.0 if error else 0.0
-                if cpu is not None:
-                    col = buf.cpu
-                    if col is None:
-                        col = buf.cpu = self._numeric(buf, row, CPU_NAME, RESOURCE)
-                    if col is not None:
-                        col[row] = cpu
-                if error_type is not None:
-                    self._slow(buf, row, ERROR_TYPE_NAME, error_type, ERROR)
-                if slices:
-                    self._put_slices(buf, row, slices)
-                if not buf.tried_blocks:
-                    self._make_blocks(buf, features, outputs)
-                if features:
-                    block = buf.fblock
-                    if block is None or len(features) != block.plan.width:
-                        self._put(buf, row, features, FEATURE)
-                    else:
-                        plan = block.plan
-                        try:
-                            plan.pack(block.data, row * plan.stride, *plan.get(features))
-                        except Exception:  # other keys, a string, None, or out of range
-                            self._unpack_failed(block, row)
-                            self._put(buf, row, features, FEATURE)
-                if outputs:
-                    block = buf.oblock
-                    if block is None or len(outputs) != block.plan.width:
-                        self._put(buf, row, outputs, OUTPUT)
-                    else:
-                        plan = block.plan
-                        try:
-                            plan.pack(block.data, row * plan.stride, *plan.get(outputs))
-                        except Exception:
-                            self._unpack_failed(block, row)
-                            self._put(buf, row, outputs, OUTPUT)
-                if row + 1 == buf.capacity and self._hand_off() is not None:
-                    ready = True
+            for row in built:
+                ready = self._append_full(row) or ready
         if ready:
             self._on_ready()
 
-    @staticmethod
-    def _unpack_failed(block: _Block, row: int) -> None:
-        # pack_into zero-fills the row before it fails: make it missing again.
-        width = block.plan.width
-        block.data[row * width : (row + 1) * width] = block.plan.missing
-
-    def _make_blocks(
-        self,
-        buf: ColumnBuffer,
-        features: Mapping[str, Any] | None,
-        outputs: Mapping[str, Any] | None,
-    ) -> None:
-        """At the first row of a buffer: blocks for all-numeric features and outputs."""
-        buf.tried_blocks = True
-        if features:
-            buf.fblock = self._block(buf, features, FEATURE)
-        if outputs:
-            buf.oblock = self._block(buf, outputs, OUTPUT)
-
-    def _block(self, buf: ColumnBuffer, values: Mapping[str, Any], kind: int) -> _Block | None:
-        for value in values.values():
-            if not isinstance(value, (int, float)):
-                return None  # strings or missing values: the per-value path
-        keys = tuple(values)
-        if len(keys) < _MIN_BLOCK or len(buf.kinds) + len(keys) > self.max_signals:
-            return None
-        if any(name in buf.kinds for name in keys):
-            return None
-        plan = self._plans.get(keys)
-        if plan is None:
-            if len(self._plans) >= _MAX_PLANS:
-                self._plans.clear()
-            plan = self._plans[keys] = _Plan(keys)
-        block = _Block(plan, buf.capacity, kind)
-        buf.blocks.append(block)
-        for j, name in enumerate(keys):
-            buf.kinds[name] = kind
-            buf.in_block[name] = (block, j)
-        return block
-
-    def _put(self, buf: ColumnBuffer, row: int, values: Mapping[str, Any], kind: int) -> None:
-        num = buf.numeric
-        for name, value in values.items():
-            col = num.get(name)
-            if col is not None:
-                try:
-                    col[row] = value  # int, float, bool and anything with __float__
-                    continue
-                except Exception:  # str, None, or a number out of range
-                    pass
-            self._slow(buf, row, name, value, kind)
-
-    def _put_slices(self, buf: ColumnBuffer, row: int, slices: Mapping[str, str]) -> None:
-        cols = buf.slices
-        for name, value in slices.items():
-            col = cols.get(name)
-            if col is None:
-                if len(cols) >= MAX_SLICE_COLUMNS:
-                    if buf.last_overflow_row != row:  # count each row once
-                        buf.last_overflow_row = row
-                        self.signal_overflow += 1
-                    continue
-                col = cols[name] = buf._spare_cat.pop() if buf._spare_cat else list(buf._empty)
-            col[row] = value
-
-    def _slow(self, buf: ColumnBuffer, row: int, name: str, value: Any, kind: int) -> None:
-        if value is None:
-            return  # missing: the column already holds NaN / ""
-        if isinstance(value, str):
-            cat = buf.categorical.get(name)
-            if cat is None:
-                if name in buf.kinds or not self._room(buf, row):
-                    return  # numeric in this batch already: a string counts as missing
-                cat = buf.new_categorical(name, kind)
-            cat[row] = value
-            return
-        if not hasattr(type(value), "__float__") and not hasattr(type(value), "__index__"):
-            return  # neither number nor string: missing
-        col = buf.numeric.get(name)
-        if col is not None:
-            data, index = col, row
-        else:
-            where = buf.in_block.get(name)
-            if where is not None:
-                block, j = where
-                data, index = block.data, row * block.plan.width + j
-            else:
-                if name in buf.categorical or not self._room(buf, row):
-                    return
-                data, index = buf.new_numeric(name, kind), row
-        try:
-            data[index] = value
-        except OverflowError:  # an int too large for a double
-            data[index] = _INF if value > 0 else -_INF
-        except Exception:
-            return
-
-    def _numeric(self, buf: ColumnBuffer, row: int, name: str, kind: int) -> array[float] | None:
-        if name in buf.kinds or not self._room(buf, row):
-            return None
-        return buf.new_numeric(name, kind)
-
-    def _room(self, buf: ColumnBuffer, row: int) -> bool:
-        if len(buf.kinds) < self.max_signals:
-            return True
-        if buf.last_overflow_row != row:  # count each row once
-            buf.last_overflow_row = row
-            self.signal_overflow += 1
-        return False
+    def _append_full(self, row: _RawRow) -> bool:
+        """Append ``row`` (the lock held), handing off full buffers; True when one was queued."""
+        ready = False
+        buf = self._current
+        k = len(buf.raw)
+        if k >= buf.capacity:
+            nxt = self._hand_off()
+            if nxt is None:
+                self.dropped_queue_full += 1
+                return False
+            ready = True
+            buf, k = nxt, 0
+        if not k:
+            buf.started = self._clock()
+        buf.raw.append(row)
+        self.sampled += 1
+        if k + 1 == buf.capacity and self._hand_off() is not None:
+            ready = True
+        return ready
 
     def _next_free(self) -> ColumnBuffer | None:
         if self._free:
@@ -467,19 +517,27 @@ class Recorder:
 
     # -- shipper thread -------------------------------------------------
 
+    def _columnize(self, buf: ColumnBuffer) -> ColumnBuffer:
+        overflow = buf.columnize(self.max_signals)
+        if overflow:
+            with self._lock:
+                self.signal_overflow += overflow
+        return buf
+
     def pop(self) -> ColumnBuffer | None:
-        """The oldest queued buffer, or None."""
+        """The oldest queued buffer (in columns), or None."""
         try:
-            return self._queue.popleft()  # deque.popleft is atomic
+            buf = self._queue.popleft()  # deque.popleft is atomic
         except IndexError:
             return None
+        return self._columnize(buf)
 
     def swap_partial(self, older_than: float | None = None) -> ColumnBuffer | None:
-        """Take the current buffer if it has rows (and its first row is older than
-        ``older_than`` seconds), replacing it with a free one. None otherwise."""
+        """Take the current buffer (in columns) if it has rows (and its first row is
+        older than ``older_than`` seconds), replacing it with a free one. None otherwise."""
         with self._lock:
             buf = self._current
-            if buf.n == 0:
+            if not buf.raw:
                 return None
             if older_than is not None and self._clock() - buf.started < older_than:
                 return None
@@ -487,12 +545,12 @@ class Recorder:
             if nxt is None:
                 return None
             self._current = nxt
-            return buf
+        return self._columnize(buf)
 
     def partial_deadline(self, interval: float) -> float | None:
         """Monotonic time at which the current partial buffer is due, or None if empty."""
         buf = self._current
-        return buf.started + interval if buf.n else None
+        return buf.started + interval if buf.raw else None
 
     def release(self, buf: ColumnBuffer) -> None:
         """Return a shipped (or dropped) buffer to the pool."""

@@ -49,42 +49,68 @@ stamps = st.one_of(
 )
 
 
+def _pick(draw: st.DrawFn, good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
+    """Mostly ``good`` (5 in 6), so that most batches get past the first checks."""
+    return draw(bad) if draw(st.integers(0, 5)) == 0 else draw(good)
+
+
+good_names = st.sampled_from(["x", "y", "score", "region", "n1", "v2"])
+good_stamps = st.floats(min_value=NOW - 3600, max_value=NOW + 10)
+
+
 @st.composite
 def batches(draw: st.DrawFn) -> pb.SampleBatch:
-    """Batches near the valid ones: mostly consistent, with every field free to be wrong."""
-    rows = draw(st.integers(0, 6))
+    """Batches near the valid ones: mostly consistent, with every field free to be wrong
+    (names, kinds, lengths, timestamps, values, sizes over the bounds)."""
+    rows = _pick(draw, st.integers(1, 6), st.sampled_from([0, 64, 65]))
     b = pb.SampleBatch(
-        model=draw(st.one_of(st.just("m"), names)),
-        version=draw(st.one_of(st.just("v1"), names)),
-        environment=draw(st.one_of(st.just("prod"), names)),
-        instance=draw(st.one_of(st.just("pod:1"), names)),
+        model=_pick(draw, st.just("m"), names),
+        version=_pick(draw, st.sampled_from(["v1", "v2", ""]), names),
+        environment=_pick(draw, st.just("prod"), names),
+        instance=_pick(draw, st.just("pod:1"), names),
     )
-    b.timestamps.extend(draw(st.lists(stamps, min_size=rows, max_size=rows)))
-    wrong = draw(st.booleans())  # column lengths that may not match
-    for _ in range(draw(st.integers(0, 4))):
+    b.timestamps.extend(
+        _pick(
+            draw,
+            st.lists(good_stamps, min_size=rows, max_size=rows),
+            st.lists(stamps, min_size=rows, max_size=rows),
+        )
+    )
+    wrong = draw(st.integers(0, 5)) == 0  # column lengths that may not match
+    kinds = st.sampled_from(KINDS)
+    for _ in range(_pick(draw, st.integers(0, 3), st.integers(4, 10))):
         n = draw(st.integers(0, 7)) if wrong else rows
         b.numeric.add(
-            name=draw(names),
-            kind=draw(st.one_of(st.sampled_from(KINDS), st.integers(-3, 9))),
+            name=_pick(draw, good_names, names),
+            kind=_pick(draw, kinds, st.integers(-3, 9)),
             values=draw(st.lists(numbers, min_size=n, max_size=n)),
         )
     for _ in range(draw(st.integers(0, 2))):
         n = draw(st.integers(0, 7)) if wrong else rows
         b.categorical.add(
-            name=draw(names),
-            kind=draw(st.one_of(st.sampled_from(KINDS), st.integers(-3, 9))),
-            values=draw(st.lists(names, min_size=n, max_size=n)),
+            name=_pick(draw, st.sampled_from(["c", "label"]), names),
+            kind=_pick(draw, kinds, st.integers(-3, 9)),
+            values=draw(st.lists(_pick(draw, good_names, names), min_size=n, max_size=n)),
         )
     for _ in range(draw(st.integers(0, 2))):
         n = draw(st.integers(0, 7)) if wrong else rows
-        b.slices.add(name=draw(names), values=draw(st.lists(names, min_size=n, max_size=n)))
-    for key, value in draw(st.dictionaries(names, names, max_size=2)).items():
+        b.slices.add(
+            name=_pick(draw, st.sampled_from(["region", "tier"]), names),
+            values=draw(st.lists(_pick(draw, good_names, names), min_size=n, max_size=n)),
+        )
+    for key, value in draw(
+        st.dictionaries(_pick(draw, good_names, names), names, max_size=2)
+    ).items():
         b.batch_slices[key] = value
-    for key, value in draw(st.dictionaries(names, st.integers(0, 2**64 - 1), max_size=3)).items():
+    reasons = _pick(draw, st.sampled_from(["queue_full", "too_large"]), names)
+    for key, value in draw(st.dictionaries(reasons, st.integers(0, 2**64 - 1), max_size=3)).items():
         b.dropped[key] = value
     if draw(st.booleans()):
         n = draw(st.integers(0, 7)) if wrong else rows
-        b.traceparents.extend(draw(st.lists(names, min_size=n, max_size=n)))
+        tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        b.traceparents.extend(
+            draw(st.lists(_pick(draw, st.just(tp), names), min_size=n, max_size=n))
+        )
     if draw(st.booleans()):
         b.fingerprint.hash = draw(names)
         for key, value in draw(st.dictionaries(names, names, max_size=2)).items():

@@ -107,7 +107,7 @@ def replay_objects(draw: st.DrawFn) -> Any:
     return obj
 
 
-lines = st.one_of(
+bad_lines = st.one_of(
     replay_objects().map(json.dumps),
     json_values.map(json.dumps),
     st.text(max_size=40),
@@ -115,13 +115,39 @@ lines = st.one_of(
 )
 
 
+@st.composite
+def replay_files(draw: st.DrawFn) -> list[str]:
+    """Valid sample, freeze and event lines in time order, with bad lines mixed in."""
+    out: list[str] = []
+    t = 0.0
+    for _ in range(draw(st.integers(1, 14))):
+        t += draw(st.floats(min_value=0, max_value=30))
+        kind = draw(st.integers(0, 9))
+        if kind < 5:
+            signals = {"x": draw(st.floats(-10, 10)), "c": draw(st.sampled_from(["a", "b"]))}
+            obj: dict[str, Any] = {"kind": "sample", "time": t, "model": "m", "signals": signals}
+            if draw(st.booleans()):
+                obj["attributes"] = {"region": draw(st.sampled_from(["eu", "us"]))}
+            out.append(json.dumps(obj))
+        elif kind == 5:
+            out.append(
+                json.dumps({"kind": "freeze", "time": t, "model": "m", "name": f"b{len(out)}"})
+            )
+        elif kind == 6:
+            out.append(json.dumps({"kind": "event", "time": t, "model": "m", "type": "deploy"}))
+        else:
+            out.append(draw(bad_lines))
+    return out
+
+
 @budget(120)
-@given(st.lists(lines, min_size=1, max_size=12))
+@given(replay_files())
 def test_replay_reader_counts_bad_lines_and_never_crashes(batch: list[str]) -> None:
     tried("replay: random JSON lines (lenient and strict)")
     guardrails = Guardrails.load(None)
     summary = replay(batch, guardrails=guardrails, out=io.StringIO(), impact=None)
     assert summary.bad_lines <= len(batch)
+    tried(f"  replay: {'some' if summary.bad_lines else 'no'} bad lines")
     try:
         replay(batch, guardrails=guardrails, out=io.StringIO(), strict=True, impact=None)
     except ReplayError as err:
@@ -179,50 +205,59 @@ times = st.one_of(
 )
 
 
+def _pick(draw: st.DrawFn, good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
+    """Mostly ``good`` (5 in 6), so that many events get past the first checks."""
+    return draw(bad) if draw(st.integers(0, 5)) == 0 else draw(good)
+
+
 @st.composite
 def cloudevents(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
-    data = draw(
-        st.one_of(
-            st.fixed_dictionaries(
-                {"model": st.sampled_from(["m", "", "x" * 300])},
-                optional={
-                    "environment": st.text(max_size=5),
-                    "version": json_values,
-                    "attributes": json_values,
-                },
-            ),
-            json_values,
-        )
+    data = _pick(
+        draw,
+        st.fixed_dictionaries(
+            {"model": _pick(draw, st.just("m"), st.sampled_from(["", "x" * 300, "a\x00"]))},
+            optional={
+                "environment": _pick(draw, st.just("prod"), st.text(max_size=5)),
+                "version": _pick(draw, st.just("v2"), json_values),
+                "attributes": _pick(
+                    draw,
+                    st.dictionaries(st.sampled_from(["pr", "sha"]), st.text(max_size=5)),
+                    json_values,
+                ),
+            },
+        ),
+        json_values,
     )
     attrs = {
-        "specversion": draw(st.sampled_from(["1.0", "0.3", "", "2"])),
-        "type": draw(ce_types),
-        "source": draw(st.sampled_from(["ci", "", "/deploy"])),
-        "id": draw(st.one_of(st.sampled_from(["e1", ""]), header_text)),
-        "time": draw(times),
+        "specversion": _pick(draw, st.just("1.0"), st.sampled_from(["0.3", "", "2"])),
+        "type": _pick(
+            draw, st.sampled_from(["dev.baselined.deploy", "deploy", "com.example.x"]), ce_types
+        ),
+        "source": _pick(draw, st.just("ci"), st.sampled_from(["", "/deploy"])),
+        "id": _pick(draw, st.sampled_from(["e1", "e2"]), header_text),
+        "time": _pick(
+            draw, st.sampled_from(["2023-11-14T22:13:20Z", "2023-11-14T21:00:00+00:00"]), times
+        ),
     }
-    attrs = {k: v for k, v in attrs.items() if draw(st.booleans()) or k in ("type", "source")}
+    attrs = {k: v for k, v in attrs.items() if draw(st.integers(0, 9)) > 0}
     if draw(st.booleans()):  # structured mode
         envelope: Any = {**attrs, "data": data}
-        if draw(st.booleans()):
+        if draw(st.integers(0, 5)) == 0:
             envelope = draw(json_values)
         body = json.dumps(envelope).encode()
-        ctype = draw(
+        ctype = _pick(
+            draw,
+            st.just("application/cloudevents+json"),
             st.sampled_from(
-                [
-                    "application/cloudevents+json",
-                    "application/json",
-                    "text/plain",
-                    "application/cloudevents+json; charset=utf-8",
-                ]
-            )
+                ["application/json", "text/plain", "application/cloudevents-batch+json"]
+            ),
         )
         return body, {"Content-Type": ctype}
     headers = {f"ce-{k}": v for k, v in attrs.items()}
-    headers["Content-Type"] = draw(
-        st.sampled_from(["application/json", "text/plain", "application/xml"])
+    headers["Content-Type"] = _pick(
+        draw, st.just("application/json"), st.sampled_from(["text/plain", "application/xml", ""])
     )
-    body = draw(st.one_of(st.just(json.dumps(data).encode()), st.binary(max_size=60)))
+    body = _pick(draw, st.just(json.dumps(data).encode()), st.binary(max_size=60))
     return body, headers
 
 
