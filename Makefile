@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help setup demo check test lint format typecheck proto proto-check bench clean
+.PHONY: help setup demo check test lint format typecheck proto proto-check bench load-test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -49,6 +49,9 @@ proto-check: $(STAMP)  ## fail if the committed stubs are stale
 bench: $(STAMP)  ## run the load_tests benchmarks (prints figures and ratios)
 	$(PY) load_tests/bench_middleware.py
 	$(PY) load_tests/bench_ingest.py --grpc
+
+load-test: $(STAMP)  ## the load-test suite: every DESIGN.md budget vs a bare baseline, one table (ARGS=--quick)
+	$(PY) -m load_tests.suite $(ARGS)
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -5,10 +5,18 @@ Batches look like what the middleware ships: 512 rows of 20 features (normal,
 lognormal, bimodal, with a little NaN), latency (lognormal), thread CPU
 (gamma), an error flag (1 %), a per-row ``region`` slice column (4 values) and
 a fingerprint. Every figure is a median over repetitions and sits next to a
-bare baseline measured in the same run: the same values fed straight into
-fastdigest, one ``batch_update`` per column.
+bare baseline measured in the same run: in process, the same values fed
+straight into fastdigest, one ``batch_update`` per column; over gRPC, a server
+that only parses the same stream (``decode_sample_batch``) and counts its rows.
 
-Run: ``python load_tests/bench_ingest.py [--batches 200] [--repeat 5] [--grpc]``.
+Over gRPC, ``--clients`` processes stream at once into a sidecar running in this
+process; records/s per sidecar core is records over this process' CPU seconds.
+The untimed ``--warmup`` streams take the series past their exact phase (or
+``--exact-limit 0`` makes every series a t-digest from its first value, as in a
+busy sidecar).
+
+Run: ``python load_tests/bench_ingest.py [--batches 200] [--repeat 5] [--grpc]
+[--clients 2] [--warmup 1] [--exact-limit N] [--no-slices] [--skip-in-process]``.
 Budget (DESIGN.md): >= 250,000 records/s of 20 signals per core, end to end.
 """
 
@@ -22,11 +30,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
 
 import fastdigest  # noqa: E402
+import grpc  # noqa: E402
+import grpc.aio  # noqa: E402
 import numpy as np  # noqa: E402
 from baselined.v1 import baselined_pb2 as pb  # noqa: E402
 
@@ -161,56 +172,145 @@ def in_process(batches: list[pb.SampleBatch], repeat: int) -> None:
         )
 
 
-def over_grpc(batches: list[pb.SampleBatch], repeat: int, *, slices: bool) -> None:
-    """A real sidecar in this process on core 0; a client process on core 1 streams.
+async def _stream_from_clients(
+    address: str, count: int, clients: int, *, slices: bool
+) -> tuple[float, float]:
+    """``clients`` processes stream ``count`` batches each at once: (wall s, this process' CPU s)."""
+    cpu = time.process_time()
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--client",
+            address,
+            "--batches",
+            str(count),
+            *([] if slices else ["--no-slices"]),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(clients)
+    ]
+    # Clients parse their batches before they connect and time only the stream: the
+    # wall clock runs from the first client's first message to the last one's reply.
+    outs = await asyncio.gather(*(c.communicate() for c in children))
+    for child in children:
+        if child.returncode:
+            raise RuntimeError(f"load client exited with {child.returncode}")
+    wall = max(float(out.decode().strip()) for out, _ in outs)
+    return wall, time.process_time() - cpu
 
-    Reports wall-clock records/s and records per second of sidecar CPU (the
-    "per core" figure: what one core of sidecar time ingests end to end).
+
+async def _echo_server() -> tuple[grpc.aio.Server, str, list[int]]:
+    """The bare baseline: a ``grpc.aio`` server on the sidecar's options whose Ingest
+    parses each message like the sidecar does (``decode_sample_batch``) and only
+    counts its rows: the cost of gRPC and protobuf for the same bytes."""
+    from sidecar.service import decode_sample_batch
+
+    counted = [0]
+
+    async def ingest(requests: Any, context: Any) -> pb.IngestResponse:
+        batches = records = 0
+        async for batch in requests:
+            batches += 1
+            records += len(batch.timestamps)
+        counted[0] += records
+        return pb.IngestResponse(batches_accepted=batches, records_accepted=records)
+
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    handler = grpc.stream_unary_rpc_method_handler(
+        ingest,
+        request_deserializer=decode_sample_batch,
+        response_serializer=pb.IngestResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("baselined.v1.Ingest", {"Ingest": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}", counted
+
+
+def over_grpc(
+    count: int,
+    repeat: int,
+    *,
+    slices: bool,
+    clients: int = 1,
+    warmup: int = 1,
+    exact_limit: int | None = None,
+) -> dict[str, float]:
+    """A real sidecar in this process (pinned to core 0) and ``clients`` client
+    processes (on core 1) streaming ``count`` batches each; the bare baseline is a
+    gRPC server that only parses and counts the same stream, measured in the same run.
+
+    The per-core figure is records per second of this process' CPU (the sidecar's
+    event loop, gRPC threads, flushes): what one core of sidecar time ingests end
+    to end. ``warmup`` untimed streams go first, so that the series are past their
+    exact phase as in a busy sidecar (``exact_limit=0``: digests from the start).
+    Returns the medians (records/s) by name.
     """
     from sidecar.server import Sidecar
 
-    records = len(batches) * ROWS
+    records = count * ROWS * clients
     what = "region slice" if slices else "no slices"
+    base = settings()
+    if exact_limit is not None:
+        base = base.replace(exact_limit=exact_limit)
     print(
-        f"end to end over gRPC, {what} (Ingest stream of {len(batches)} batches"
-        " from another process, sidecar on SQLite :memory:)"
+        f"end to end over gRPC, {what}: {clients} client process(es) x {count} batches"
+        f" x {ROWS} rows, {repeat} timed runs after {warmup} warm-up"
+        f" (exact_limit={base.exact_limit}; sidecar on SQLite :memory:)",
+        flush=True,
     )
 
-    async def main() -> tuple[list[float], list[float]]:
-        sidecar = Sidecar(settings().replace(listen="127.0.0.1:0", store=":memory:"), clock=clock)
+    async def main() -> dict[str, list[float]]:
+        runs: dict[str, list[float]] = {"bare_cpu": [], "cpu": [], "wall": [], "bare_wall": []}
+        echo, echo_address, counted = await _echo_server()
+        sidecar = Sidecar(base.replace(listen="127.0.0.1:0", store=":memory:"), clock=clock)
         await sidecar.start()
-        walls, cpus = [], []
         try:
-            for _ in range(repeat):
-                cpu = time.process_time()
-                child = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    __file__,
-                    "--client",
-                    sidecar.address,
-                    "--batches",
-                    str(len(batches)),
-                    *([] if slices else ["--no-slices"]),
-                    stdout=asyncio.subprocess.PIPE,
+            for run in range(warmup + repeat):
+                timed_run = run >= warmup
+                wall, cpu = await _stream_from_clients(echo_address, count, clients, slices=slices)
+                if timed_run:
+                    runs["bare_wall"].append(records / wall)
+                    runs["bare_cpu"].append(records / cpu)
+                wall, cpu = await _stream_from_clients(
+                    sidecar.address, count, clients, slices=slices
                 )
-                out, _ = await child.communicate()
-                cpus.append(time.process_time() - cpu)
-                walls.append(float(out.decode().strip()))
+                if timed_run:
+                    runs["wall"].append(records / wall)
+                    runs["cpu"].append(records / cpu)
+                label = "run" if timed_run else "warm-up"
+                print(
+                    f"  {label} {run + 1}: sidecar {records / cpu:,.0f} records/s per core,"
+                    f" bare {runs['bare_cpu'][-1] if timed_run else 0:,.0f}",
+                    flush=True,
+                )
             accepted = sidecar.windows.stats()["records_accepted"]
-            assert accepted == records * repeat, accepted
+            assert accepted == records * (warmup + repeat), accepted
+            assert counted[0] == records * (warmup + repeat), counted
         finally:
             await sidecar.stop(1.0)
-        return walls, cpus
+            await echo.stop(1.0)
+        return runs
 
-    walls, cpus = asyncio.run(main())
-    print(f"  Ingest stream, wall clock       {rate(records, walls)}")
-    print(f"  Ingest stream, per sidecar core {rate(records, cpus)}  (per sidecar CPU second)")
+    runs = asyncio.run(main())
+    med = {name: statistics.median(values) for name, values in runs.items()}
+    print(f"  bare gRPC + protobuf parse, per core   {med['bare_cpu']:>12,.0f} records/s")
+    print(
+        f"  Ingest stream, per sidecar core        {med['cpu']:>12,.0f} records/s"
+        f"  ({med['cpu'] / med['bare_cpu']:.2f} of bare; budget >= 250,000)"
+    )
+    print(
+        f"  Ingest stream, wall clock              {med['wall']:>12,.0f} records/s"
+        f"  (bare {med['bare_wall']:,.0f}; clients share the machine)"
+    )
+    return med
 
 
 def client(address: str, count: int, *, slices: bool) -> None:
     """Child process: stream ``count`` batches once, print the seconds it took."""
-    import grpc
-
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {1})
     payload = [b.SerializeToString() for b in make_batches(count, slices=slices)]
@@ -229,26 +329,54 @@ def client(address: str, count: int, *, slices: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Budget (DESIGN.md): >= 250,000 records/s of 20 signals per sidecar core,"
+        " end to end over gRPC.",
+    )
+    parser.add_argument("--batches", type=int, default=200, help="batches per client stream")
+    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (median)")
     parser.add_argument("--grpc", action="store_true", help="also measure end to end over gRPC")
     parser.add_argument(
         "--no-slices", action="store_true", help="gRPC: only batches without slices"
     )
+    parser.add_argument(
+        "--clients", type=int, default=2, help="gRPC: client processes streaming at once"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="gRPC: untimed streams before the timed ones"
+    )
+    parser.add_argument(
+        "--exact-limit",
+        type=int,
+        default=None,
+        help="gRPC: the sidecar's exact_limit (default: the Settings default;"
+        " 0 = t-digests from the first value, a busy sidecar's steady state)",
+    )
+    parser.add_argument("--skip-in-process", action="store_true", help="only the gRPC figures")
     parser.add_argument("--client", metavar="ADDRESS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         client(args.client, args.batches, slices=not args.no_slices)
         return
+    for name in ("batches", "repeat", "clients"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.warmup < 0 or (args.exact_limit is not None and args.exact_limit < 0):
+        parser.error("--warmup and --exact-limit must be >= 0")
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {0})  # "per core": one core for everything in process
-    batches = make_batches(args.batches)
-    in_process(batches, args.repeat)
+    if not args.skip_in_process:
+        in_process(make_batches(args.batches), args.repeat)
     if args.grpc:
-        over_grpc(make_batches(args.batches, slices=False), args.repeat, slices=False)
+        options = {
+            "clients": args.clients,
+            "warmup": args.warmup,
+            "exact_limit": args.exact_limit,
+        }
+        over_grpc(args.batches, args.repeat, slices=False, **options)
         if not args.no_slices:
-            over_grpc(batches, args.repeat, slices=True)
+            over_grpc(args.batches, args.repeat, slices=True, **options)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,32 @@
 """Added cost of ``middleware.shadow`` per call, against a bare function in the same run.
 
-Run: ``python load_tests/bench_middleware.py [--target host:port] [--calls N] [--repeats R]``
+Run: ``python load_tests/bench_middleware.py [--target host:port] [--calls N] [--repeats R]
+[--mode sync|async|both]``
 
-Measures, each as the median of ``--repeats`` runs of ``--calls`` calls:
+Measures, each as the median of ``--repeats`` runs of ``--calls`` calls, the
+variants interleaved within each repeat so that load from other processes hits
+them alike, for a sync handler and an ``async def`` one (awaited in a loop):
 
 - bare: the handler alone (takes a dict of 20 features, returns a score);
 - unsampled: wrapped at rate 0 and at rate 0.01;
-- sampled: wrapped at rate 1.0 (20 features + output + latency, CPU, error);
+- sampled: wrapped at rate 1.0 (20 features + output + latency, CPU (sync only), error);
 - down: p99.9 latency of a handler that computes for 50 us, wrapped at rate 1.0
   while the target refuses connections, against the same handler bare.
 
+Each row prints ns per call, the added ns against the bare handler of the same
+mode, the ratio to it, and the budget from DESIGN.md (unsampled <= 500 ns,
+sampled <= 5000 ns added per call).
+
 Without ``--target`` a real gRPC Ingest server on 127.0.0.1 (port 0), in a child
 process so that it does not share this process's GIL, receives and counts the batches.
-The shipper's own work (encoding batches) runs in this process and is included in
-the sampled figure.
+The shipper's own work (turning rows into columns, encoding batches) runs in
+this process and is included in the sampled figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import socket
@@ -27,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent import futures
 from typing import Any
 
@@ -65,6 +73,11 @@ def handler(features: dict[str, float]) -> float:
     return features["f01"] * 0.25
 
 
+async def async_handler(features: dict[str, float]) -> float:
+    """The bare model as a coroutine."""
+    return features["f01"] * 0.25
+
+
 def busy_handler(features: dict[str, float]) -> float:
     """A model that computes for about 50 us, for the tail-latency comparison."""
     end = time.perf_counter_ns() + 50_000
@@ -87,6 +100,25 @@ def run_calls(fn: Callable[[dict[str, float]], float], calls: int) -> float:
     finally:
         if gc_was:
             gc.enable()
+
+
+def run_async_calls(fn: Callable[[dict[str, float]], Awaitable[float]], calls: int) -> float:
+    """Nanoseconds per awaited call over ``calls`` calls (one event loop per run)."""
+
+    async def loop() -> float:
+        feats = FEATURES
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                await fn(feats)
+            return (time.perf_counter_ns() - t0) / calls
+        finally:
+            if gc_was:
+                gc.enable()
+
+    return asyncio.run(loop())
 
 
 def p999_latency(fn: Callable[[dict[str, float]], float], calls: int) -> float:
@@ -148,52 +180,95 @@ def drain(shadow: middleware.Shadow) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        epilog="Prints one row per variant: ns/call, added ns, ratio to bare, budget.",
+    )
     parser.add_argument("--target", help="a running sidecar (default: a sink in a child process)")
-    parser.add_argument("--calls", type=int, default=50_000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=50_000, help="calls per run (50,000)")
+    parser.add_argument("--repeats", type=int, default=7, help="runs per variant; median (7)")
+    parser.add_argument(
+        "--mode",
+        choices=("sync", "async", "both"),
+        default="both",
+        help="sync handler, async handler, or both (default)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
+    if args.calls < 1 or args.repeats < 1:
+        parser.error("--calls and --repeats must be at least 1")
 
     proc = None
     target = args.target
     if target is None:
         proc, target = start_sink()
     try:
-        run(target, args.calls, args.repeats)
+        run(target, args.calls, args.repeats, args.mode)
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=10)
 
 
-def run(target: str, calls: int, repeats: int) -> None:
+#: Budgets from DESIGN.md, in ns added per call.
+UNSAMPLED_BUDGET_NS = 500.0
+SAMPLED_BUDGET_NS = 5000.0
+
+Runner = Callable[[Any, int], float]
+
+
+def run(target: str, calls: int, repeats: int, mode: str = "both") -> None:
     """Measure and print the table."""
     common: dict[str, Any] = {"model": "bench", "target": target, "atexit": False}
     s0 = middleware.Shadow(sample_rate=0.0, **common)
     s1 = middleware.Shadow(sample_rate=0.01, **common)
     s100 = middleware.Shadow(sample_rate=1.0, **common)
-    variants: dict[str, tuple[Callable[[dict[str, float]], float], middleware.Shadow | None]] = {
-        "bare": (handler, None),
-        "rate 0": (s0.wrap(handler), s0),
-        "rate 0.01": (s1.wrap(handler), s1),
-        "rate 1.0 (20 features)": (s100.wrap(handler), s100),
-    }
+    shadows = (s0, s1, s100)
+    # name -> (function, runner, shadow, budget in added ns, the bare variant it is compared with)
+    variants: dict[str, tuple[Any, Runner, middleware.Shadow | None, float | None, str]] = {}
+    if mode in ("sync", "both"):
+        variants.update(
+            {
+                "bare": (handler, run_calls, None, None, "bare"),
+                "rate 0": (s0.wrap(handler), run_calls, s0, UNSAMPLED_BUDGET_NS, "bare"),
+                "rate 0.01": (s1.wrap(handler), run_calls, s1, UNSAMPLED_BUDGET_NS, "bare"),
+                "rate 1.0 (20 features)": (
+                    s100.wrap(handler), run_calls, s100, SAMPLED_BUDGET_NS, "bare",
+                ),
+            }
+        )  # fmt: skip
+    if mode in ("async", "both"):
+        ab = "async bare"
+        variants.update(
+            {
+                ab: (async_handler, run_async_calls, None, None, ab),
+                "async rate 0": (
+                    s0.wrap(async_handler), run_async_calls, s0, UNSAMPLED_BUDGET_NS, ab,
+                ),
+                "async rate 0.01": (
+                    s1.wrap(async_handler), run_async_calls, s1, UNSAMPLED_BUDGET_NS, ab,
+                ),
+                "async rate 1.0 (20 features)": (
+                    s100.wrap(async_handler), run_async_calls, s100, SAMPLED_BUDGET_NS, ab,
+                ),
+            }
+        )  # fmt: skip
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for fn, sh in variants.values():  # warm up, start the shippers
-        run_calls(fn, 2000)
+    for fn, runner, sh, _, _ in variants.values():  # warm up, start the shippers
+        runner(fn, 2000)
         if sh is not None:
             drain(sh)
-    for _ in range(repeats):
-        for name, (fn, sh) in variants.items():
-            samples[name].append(run_calls(fn, calls))
+    for i in range(repeats):
+        print(f"repeat {i + 1}/{repeats}", file=sys.stderr, flush=True)
+        for name, (fn, runner, sh, _, _) in variants.items():
+            samples[name].append(runner(fn, calls))
             if sh is not None:
                 drain(sh)
     medians = {name: statistics.median(v) for name, v in samples.items()}
-    for sh in (s0, s1, s100):
+    for sh in shadows:
         sh.close(timeout=10.0)
     stats = s100.stats()
 
@@ -213,11 +288,15 @@ def run(target: str, calls: int, repeats: int) -> None:
     down.close(timeout=1.0)
     down_stats = down.stats()
 
-    bare = medians["bare"]
     print(f"target {target}; {calls} calls per run, median of {repeats} runs")
-    print(f"{'variant':24} {'ns/call':>9} {'added ns':>9} {'ratio':>7}")
+    print(f"{'variant':30} {'ns/call':>9} {'added ns':>9} {'ratio':>7} {'budget':>13}")
     for name, ns in medians.items():
-        print(f"{name:24} {ns:9.0f} {ns - bare:9.0f} {ns / bare:7.2f}")
+        _, _, _, budget, base = variants[name]
+        bare = medians[base]
+        verdict = ""
+        if budget is not None:
+            verdict = f"<= {budget:.0f} {'ok' if ns - bare <= budget else 'MISS'}"
+        print(f"{name:30} {ns:9.0f} {ns - bare:9.0f} {ns / bare:7.2f} {verdict:>13}")
     print()
     print(
         f"rate 1.0: sampled {stats.sampled}, shipped {stats.records_shipped}, "

@@ -200,4 +200,3 @@ class Compactor:
                 self._done[key] = int(due)
         self.compacted += count
         return count
-

@@ -123,16 +123,92 @@ def _mantissa_bits(finite: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     return hist
 
 
+# The most a hashed value's remaining bits (shifted to the top of 64) may be for its
+# rank to reach a register value r (1 + leading zeros >= r): 2**(64 - r) - 1.
+_RANK_REACH = np.array(
+    [(1 << 64) - 1] + [(1 << (64 - r)) - 1 for r in range(1, 65)] + [0] * 191, dtype=np.uint64
+)
+
+
 def _sketch_floats(hll: _HyperLogLog, finite: npt.NDArray[np.float64]) -> None:
-    """Add float64 values (by their bits) to a distinct-count sketch, vectorised."""
+    """Add float64 values (by their bits) to a distinct-count sketch, vectorised.
+
+    Only values whose rank may raise their register are ranked and scattered: once
+    the registers fill, that is a few per thousand, and the scatter (``maximum.at``)
+    and rank steps are the costly ones. The registers are those of ranking every value.
+    """
     z = np.multiply(finite.view(np.uint64), _MIX1)
     z ^= z >> _SHIFT_MIX
     z *= _MIX2
     p = hll.precision
     index = (z >> np.uint64(64 - p)).astype(np.intp)
-    exponent = (z << np.uint64(p)).astype(np.float64).view(np.uint64) >> _SHIFT_EXPONENT
+    z <<= np.uint64(p)
+    # Superset of the values that raise a register (float rounding below only lowers ranks).
+    rising = np.flatnonzero(z <= _RANK_REACH[hll.registers[index]])
+    if not rising.size:
+        return
+    exponent = z[rising].astype(np.float64).view(np.uint64) >> _SHIFT_EXPONENT
     ranks = _RANKS if p == HLL_PRECISION else _rank_table(p)
-    np.maximum.at(hll.registers, index, ranks[exponent.astype(np.intp)])
+    np.maximum.at(hll.registers, index[rising], ranks[exponent.astype(np.intp)])
+
+
+# fastdigest 0.12's private serialisation (``to_bytes``/``from_bytes``): magic, u32
+# version 1, u64 centroids, u64 max centroids, f64 weight, sum, min, max, u64 values,
+# 12 reserved bytes (80 bytes = 10 float64 slots), then (mean, weight) f64 pairs.
+_FD_HEAD = struct.Struct("<8sIQQddddQ12x")
+_FD_MAGIC: Final = b"FASTDIG~"
+_FD_SLOTS: Final = _FD_HEAD.size // 8
+
+
+def _sorted_digest(values: npt.NDArray[np.float64], compression: int) -> fastdigest.TDigest:
+    """A digest holding each of the sorted finite ``values`` as a one-value centroid."""
+    n = values.size
+    buf = np.empty(_FD_SLOTS + 2 * n, dtype=np.float64)
+    buf[_FD_SLOTS::2] = values
+    buf[_FD_SLOTS + 1 :: 2] = 1.0
+    low, high = float(values[0]), float(values[-1])
+    if math.isfinite(max(-low, high) * n):  # the sum cannot overflow
+        total = float(np.add.reduce(values))
+    else:
+        with np.errstate(over="ignore"):
+            total = float(np.add.reduce(values))
+    head = _FD_HEAD.pack(_FD_MAGIC, 1, n, compression, float(n), total, low, high, n)
+    buf[:_FD_SLOTS] = np.frombuffer(head, dtype=np.float64)
+    return fastdigest.TDigest.from_bytes(buf.tobytes())
+
+
+def _fast_feed_works() -> bool:
+    """Whether this fastdigest reads the layout above as intended (else: batch_update)."""
+    try:
+        values = np.array([-2.5, 0.0, 1.0, 1.0, 3.0, 1e300])
+        built = _sorted_digest(values, 7)
+        reference = fastdigest.TDigest(7)
+        reference.batch_update(values.data)
+        if built.to_bytes() != reference.to_bytes():
+            return False
+        target = fastdigest.TDigest(3)
+        target.merge_inplace(built)
+        return bool(target.n_values == 6 and target.min() == -2.5 and target.max() == 1e300)
+    except Exception:
+        return False
+
+
+_FAST_FEED: Final = _fast_feed_works()
+
+
+def _feed(digest: fastdigest.TDigest, finite: npt.NDArray[np.float64]) -> None:
+    """Add finite values to ``digest``, as ``batch_update`` does.
+
+    ``batch_update`` turns every value into a Python float on its way in (~40 % of
+    its cost) and sorts with a scalar sort; numpy's vectorised sort plus a merge of
+    the sorted values as one-value centroids costs about 40 % less. The merged
+    digest differs from ``batch_update``'s only in how ties between centroids fall
+    (it may hold one centroid more), with the same accuracy.
+    """
+    if _FAST_FEED and finite.size > 1:
+        digest.merge_inplace(_sorted_digest(np.sort(finite), int(digest.max_centroids)))
+    else:
+        digest.batch_update(finite.data)
 
 
 @dataclass(frozen=True, eq=False)
@@ -314,7 +390,7 @@ class NumericState:
         if self._digest is None:
             digest = fastdigest.TDigest(self._compression)
             if self._n:
-                digest.batch_update(self._sorted_values().data)
+                _feed(digest, self._sorted_values())
             self._digest = digest
         return self._digest
 
@@ -473,7 +549,7 @@ class NumericState:
                 return
             self._to_digest()
         assert self._digest is not None
-        self._digest.batch_update(arr.data)
+        _feed(self._digest, arr)
         if self._bits is not None and self._hll is not None:
             self._bits += _mantissa_bits(arr)
             _sketch_floats(self._hll, arr)
@@ -511,7 +587,7 @@ class NumericState:
             digest.max_centroids = compression
         if other.count:
             if other._values is not None:
-                digest.batch_update(other._sorted_values().data)
+                _feed(digest, other._sorted_values())
             else:
                 digest.merge_inplace(other.digest)
             self._merge_precision(other)
@@ -571,7 +647,7 @@ class NumericState:
         self._precision = None
         if self._n:
             values = self._sorted_values()
-            digest.batch_update(values.data)
+            _feed(digest, values)
             _sketch_floats(self._hll, values)
         self._values = None
         self._n = self._sorted = 0

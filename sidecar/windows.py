@@ -35,8 +35,8 @@ written before.
 from __future__ import annotations
 
 import contextlib
-import logging
 import dataclasses
+import logging
 import math
 import re
 import secrets
@@ -99,8 +99,38 @@ class WindowData:
     series: Mapping[SeriesId, NumericState | CategoricalState]
 
 
+class _Block:
+    """Numeric rows of one (version, slice label, list of numeric signals) of a bucket
+    not yet added to their states: a batch's rows go in with one append, and the
+    states take them together once a few batches have gathered (``drain``)."""
+
+    __slots__ = ("admitted", "parts", "refused", "rows", "states")
+
+    def __init__(self, states: list[NumericState | None], admitted: tuple[_Key, ...]) -> None:
+        self.states = states  # one per signal; None: the series was refused (max_series)
+        self.admitted = admitted  # the keys of the states kept
+        self.refused = len(states) - len(admitted)
+        self.parts: list[npt.NDArray[np.float64]] = []  # (signals, rows) matrices
+        self.rows = 0
+
+    def drain(self) -> None:
+        """Add the gathered rows to the states, one column per signal."""
+        parts = self.parts
+        if not parts:
+            return
+        matrix = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        self.parts = []
+        self.rows = 0
+        for state, values in zip(self.states, matrix, strict=True):
+            if state is not None:
+                state.add(values)
+
+
+_MAX_BLOCKS = 256  # per bucket; past it (ever-changing signal lists) all are drained and dropped
+
+
 class _Bucket:
-    __slots__ = ("buffered", "buffers", "dirty", "pending", "states", "writer")
+    __slots__ = ("blocks", "dirty", "held", "pending", "states", "writer")
 
     def __init__(self, writer: str) -> None:
         self.writer = writer
@@ -108,19 +138,29 @@ class _Bucket:
         self.states: dict[_Key, _State] = {}
         self.dirty: set[_Key] = set()
         # Numeric values not yet in their digest. Each digest update costs ~15 us
-        # plus ~70 ns a value (compression 1000), so values wait for a few batches.
-        self.buffers: dict[_Key, list[npt.NDArray[np.float64]]] = {}
-        self.buffered: dict[_Key, int] = {}
+        # plus ~50 ns a value (compression 1000), so values wait for a few batches,
+        # gathered per (version, slice, signal list): one append per batch and label.
+        self.blocks: dict[tuple[str, str, tuple[tuple[Kind, str], ...]], _Block] = {}
+        self.held: dict[_Key, list[_Block]] = {}  # the blocks each series' values gather in
 
     def drain(self, key: _Key) -> None:
         """Feed the buffered values of ``key`` into its state."""
-        values = self.buffers.pop(key, None)
-        if values is None:
-            return
-        del self.buffered[key]
-        state = self.states[key]
-        assert isinstance(state, NumericState)
-        state.add(values[0] if len(values) == 1 else np.concatenate(values))
+        for block in self.held.get(key, ()):
+            block.drain()
+
+    def drop_blocks(self, refusing_only: bool = False) -> None:
+        """Drain and forget the blocks (those that refused a series, if ``refusing_only``),
+        so that the next batch builds them afresh (and asks for admission again)."""
+        for group, block in list(self.blocks.items()):
+            if refusing_only and not block.refused:
+                continue
+            block.drain()
+            del self.blocks[group]
+            for key in block.admitted:
+                held = self.held[key]
+                held.remove(block)
+                if not held:
+                    del self.held[key]
 
     def encode(self, key: _Key) -> bytes:
         self.drain(key)
@@ -133,10 +173,10 @@ class _Window:
     __slots__ = (
         "buckets",
         "categorical",
-        "series",
         "fingerprint",
         "horizon",
         "newest",
+        "series",
         "slice_values",
         "traces",
     )
@@ -556,6 +596,39 @@ class Windows:
             )
         return False
 
+    def _block(
+        self,
+        window: _Window,
+        bucket: _Bucket,
+        version: str,
+        label: str,
+        signals: tuple[tuple[Kind, str], ...],
+        rows: int,
+    ) -> _Block:
+        """The block gathering the numeric rows of (version, label, signals) in
+        ``bucket``, its series admitted (or refused) and their states made."""
+        if len(bucket.blocks) >= _MAX_BLOCKS:
+            bucket.drop_blocks()
+        states = bucket.states
+        compression, exact_limit = self._settings.compression, self._settings.exact_limit
+        kept: list[NumericState | None] = []
+        admitted: list[_Key] = []
+        for kind, name in signals:
+            key = (version, label, kind, name)
+            state = states.get(key)
+            if state is None:
+                if not self._admit(window, key, rows):
+                    kept.append(None)
+                    continue
+                state = states[key] = NumericState(compression, exact_limit)
+            assert isinstance(state, NumericState)  # _check_kinds keeps types apart
+            kept.append(state)
+            admitted.append(key)
+        block = bucket.blocks[(version, label, signals)] = _Block(kept, tuple(admitted))
+        for key in block.admitted:
+            bucket.held.setdefault(key, []).append(block)
+        return block
+
     def _feed(
         self,
         window: _Window,
@@ -566,27 +639,22 @@ class Windows:
     ) -> None:
         """Add the rows ``idx`` (None: all) of every signal to the series of each slice."""
         states, dirty, version = bucket.states, bucket.dirty, data.version
-        buffers, buffered = bucket.buffers, bucket.buffered
-        numeric = data.numeric if idx is None else data.numeric[:, idx]
-        rows = numeric.shape[1]
-        compression, exact_limit = self._settings.compression, self._settings.exact_limit
-        for label in slices:
-            for i, (kind, name) in enumerate(data.numeric_signals):
-                key = (version, label, kind, name)
-                buffer = buffers.get(key)
-                if buffer is None:
-                    if key not in states:
-                        if not self._admit(window, key, rows):
-                            continue
-                        states[key] = NumericState(compression, exact_limit)
-                    buffers[key] = [numeric[i]]
-                    buffered[key] = rows
-                else:
-                    buffer.append(numeric[i])
-                    buffered[key] += rows
-                if buffered[key] >= _BUFFER_VALUES:
-                    bucket.drain(key)
-                dirty.add(key)
+        signals = data.numeric_signals
+        if signals:
+            numeric = data.numeric if idx is None else np.take(data.numeric, idx, axis=1)
+            rows = numeric.shape[1]
+            blocks = bucket.blocks
+            for label in slices:
+                block = blocks.get((version, label, signals))
+                if block is None:
+                    block = self._block(window, bucket, version, label, signals, rows)
+                elif block.refused:
+                    self._counts["values_refused"] += block.refused * rows
+                block.parts.append(numeric)
+                block.rows += rows
+                dirty.update(block.admitted)
+                if block.rows >= _BUFFER_VALUES:
+                    block.drain()
         if not data.categorical:
             return
         chosen_rows = None if idx is None else idx.tolist()
@@ -683,6 +751,8 @@ class Windows:
                 del window.buckets[start]
             if gone:  # the series bound counts the series of the buckets in memory
                 window.series = {k for b in window.buckets.values() for k in b.states}
+                for bucket in window.buckets.values():  # refused series may fit now
+                    bucket.drop_blocks(refusing_only=True)
 
     # -- queries ---------------------------------------------------------------
 

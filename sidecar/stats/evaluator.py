@@ -273,7 +273,7 @@ class _NumericBase:
                     names[1] if ends.get(names[1]) == a else None,
                 )
                 lo_b, hi_b = fixed_rank_bounds(p, n, a / 2.0)
-                s_b = plan.spread * slack
+                s_b = plan.spread * slack + (0.0 if state.is_exact else 1.0 / n)
                 levels += (p - float(lo_b) - s_b, p, p + float(hi_b) + s_b)
                 self.plans.append(plan)
         if not levels:
@@ -547,8 +547,8 @@ class EffectEvaluator(Generic[K]):
                         at = rank_at[(plan.p, t, plan.alpha / 2.0)]
                         u_lo, u_hi = rank_lo[at], rank_hi[at]
                         if not state.is_exact:
-                            u_lo += plan.spread / state.compression
-                            u_hi += plan.spread / state.compression
+                            u_lo += plan.spread / state.compression + 1.0 / t
+                            u_hi += plan.spread / state.compression + 1.0 / t
                         raw += (plan.p - u_lo, plan.p, plan.p + u_hi)
                     levels[:k] = raw
                     np.clip(levels[:k], 0.0, 1.0, out=levels[:k])

@@ -662,7 +662,8 @@ class RedisStore:
         m, env = self._m(model), _q(environment)
         index, expiry = f"{m}:wi:{env}", f"{m}:wx:{env}"
         target = f"{int(start)}:{_q(writer)}"
-        with self._errors(), self._client.pipeline(transaction=True) as pipe:
+        with self._errors(), self._client.pipeline(transaction=True) as transaction:
+            pipe: Any = transaction  # redis-py's pipeline methods are partly untyped
             try:
                 pipe.watch(index)
                 members = [

@@ -49,6 +49,11 @@ stamps = st.one_of(
 )
 
 
+def _mix(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly ``good`` (5 in 6), sometimes ``bad``."""
+    return st.integers(0, 5).flatmap(lambda i: bad if i == 0 else good)
+
+
 def _pick(draw: st.DrawFn, good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
     """Mostly ``good`` (5 in 6), so that most batches get past the first checks."""
     return draw(bad) if draw(st.integers(0, 5)) == 0 else draw(good)
@@ -90,27 +95,23 @@ def batches(draw: st.DrawFn) -> pb.SampleBatch:
         b.categorical.add(
             name=_pick(draw, st.sampled_from(["c", "label"]), names),
             kind=_pick(draw, kinds, st.integers(-3, 9)),
-            values=draw(st.lists(_pick(draw, good_names, names), min_size=n, max_size=n)),
+            values=draw(st.lists(_mix(good_names, names), min_size=n, max_size=n)),
         )
     for _ in range(draw(st.integers(0, 2))):
         n = draw(st.integers(0, 7)) if wrong else rows
         b.slices.add(
             name=_pick(draw, st.sampled_from(["region", "tier"]), names),
-            values=draw(st.lists(_pick(draw, good_names, names), min_size=n, max_size=n)),
+            values=draw(st.lists(_mix(good_names, names), min_size=n, max_size=n)),
         )
-    for key, value in draw(
-        st.dictionaries(_pick(draw, good_names, names), names, max_size=2)
-    ).items():
+    for key, value in draw(st.dictionaries(_mix(good_names, names), names, max_size=2)).items():
         b.batch_slices[key] = value
-    reasons = _pick(draw, st.sampled_from(["queue_full", "too_large"]), names)
+    reasons = _mix(st.sampled_from(["queue_full", "too_large"]), names)
     for key, value in draw(st.dictionaries(reasons, st.integers(0, 2**64 - 1), max_size=3)).items():
         b.dropped[key] = value
     if draw(st.booleans()):
         n = draw(st.integers(0, 7)) if wrong else rows
         tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-        b.traceparents.extend(
-            draw(st.lists(_pick(draw, st.just(tp), names), min_size=n, max_size=n))
-        )
+        b.traceparents.extend(draw(st.lists(_mix(st.just(tp), names), min_size=n, max_size=n)))
     if draw(st.booleans()):
         b.fingerprint.hash = draw(names)
         for key, value in draw(st.dictionaries(names, names, max_size=2)).items():

@@ -433,3 +433,33 @@ def test_forked_worker_ships_its_own_records(ingest: IngestServer) -> None:
     assert who.count("child") == 100 and who.count("parent") == 50
     instances = {b.instance for b in ingest.servicer.batches}
     assert len(instances) == 2  # each process names itself with its own pid
+
+
+def test_hot_path_outputs_and_reused_feature_dicts(ingest: IngestServer) -> None:
+    """The per-call path: numbers, bools, strings, mappings and None as results, a
+    non-dict mapping as features, and a features dict the caller reuses."""
+    from types import MappingProxyType
+
+    sh = Shadow(model="m", target=ingest.target, **FAST)
+    fn = sh.wrap(lambda row: row["r"])
+    afn = sh.wrap(_async_identity)
+    feats: dict[str, Any] = {"a": 1.0, "b": 2.0, "c": 3.0, "r": 0.5}
+    results: list[Any] = [0.5, 7, True, "yes", {"score": 0.25}, None, 0.75]
+    for i, r in enumerate(results):
+        feats["a"] = float(i)  # one dict, refilled for each call
+        feats["r"] = r
+        assert fn(feats) == r
+    assert fn(MappingProxyType({"a": 10.0, "r": 1.5})) == 1.5
+    assert asyncio.run(afn({"a": 11.0, "r": 2.5})) == {"a": 11.0, "r": 2.5}
+    sh.close(timeout=5.0)
+    rows = ingest.servicer.rows()
+    assert [r["a"] for r in rows] == [float(i) for i in range(len(results))] + [10.0, 11.0]
+    # "output" is numeric in this batch (its first value): the string counts as missing.
+    assert [r.get("output") for r in rows[:7]] == [0.5, 7.0, 1.0, None, None, None, 0.75]
+    assert rows[4]["score"] == 0.25 and rows[7]["output"] == 1.5
+    assert "cpu_seconds" in rows[0] and "cpu_seconds" not in rows[8]
+    assert sh.stats().sampled == 9 and sum(sh.stats().records_dropped.values()) == 0
+
+
+async def _async_identity(row: dict[str, Any]) -> dict[str, Any]:
+    return row
