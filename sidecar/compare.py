@@ -54,7 +54,10 @@ __all__ = [
     "build_evaluator",
     "compare_states",
     "count_tests",
+    "copy_state",
+    "merge_into",
     "phase_slice",
+    "read_grouped",
     "read_phases",
 ]
 
@@ -266,7 +269,7 @@ def read_phases(
 
     Versions as in :meth:`Windows.read`: all merged under ``"*"`` unless given.
     """
-    grouped = _read_grouped(
+    grouped = read_grouped(
         store, model, environment, math.floor(start), math.ceil(end), seasonality.phase, versions
     )
     return {
@@ -275,7 +278,7 @@ def read_phases(
     }
 
 
-def _read_grouped(
+def read_grouped(
     store: Store,
     model: str,
     environment: str,
@@ -284,7 +287,13 @@ def _read_grouped(
     group: Callable[[int], int],
     versions: Sequence[str] = (),
 ) -> dict[int, dict[SeriesId, list[bytes]]]:
-    """Encoded states of buckets in ``[first, last)`` by ``group(bucket start)`` and series."""
+    """Encoded states of the buckets that start in ``[first, last)``, by
+    ``group(bucket start)`` and series (groups without series are left out).
+
+    Versions are merged under ``"*"`` unless ``versions`` names some: then only
+    those count, merged under the one version's name when there is one. Decode
+    a group's parts with :func:`~sidecar.series.merge_encoded`.
+    """
     wanted = frozenset(versions)
     merged_as = next(iter(wanted)) if len(wanted) == 1 else ALL_TRAFFIC
     blobs: dict[int, dict[SeriesId, list[bytes]]] = {}
@@ -300,8 +309,12 @@ def _read_grouped(
     return {g: series for g, series in blobs.items() if series}
 
 
-def _merge_into(target: dict[SeriesId, State], sid: SeriesId, state: State) -> None:
-    """Merge ``state`` into ``target[sid]`` (or place it there); a type clash keeps the first."""
+def merge_into(target: dict[SeriesId, State], sid: SeriesId, state: State) -> None:
+    """Merge ``state`` into ``target[sid]``, or place it there when absent.
+
+    ``target[sid]`` is mutated in place (pass fresh copies, see :func:`copy_state`);
+    a type clash (numeric vs categorical) keeps the state already there.
+    """
     old = target.get(sid)
     if old is None:
         target[sid] = state
@@ -312,8 +325,9 @@ def _merge_into(target: dict[SeriesId, State], sid: SeriesId, state: State) -> N
         old.merge(state)
 
 
-def _copy(state: State) -> State:
-    """A copy that later merges cannot reach back from."""
+def copy_state(state: State) -> State:
+    """A copy of ``state`` that later merges (into it or into the original) cannot
+    reach back from: same compression / capacity, same contents."""
     if isinstance(state, NumericState):
         numeric = NumericState(state.compression, state.exact_limit)
         numeric.merge(state)
@@ -501,23 +515,23 @@ class Comparator:
             live = _Live(baseline_id, start, first, {})
         seal = max(live.sealed_through, min(through, math.floor(now - self.seal_after)))
         if seal > live.sealed_through:
-            newly = _read_grouped(self._store, model, environment, live.sealed_through, seal, group)
+            newly = read_grouped(self._store, model, environment, live.sealed_through, seal, group)
             for g, series in newly.items():
                 target = live.groups.setdefault(g, {})
                 for sid, parts in series.items():
-                    _merge_into(target, sid, merge_encoded(parts))
+                    merge_into(target, sid, merge_encoded(parts))
             live.sealed_through = seal
         with self._lock:
             self._live[key] = live
-        recent = _read_grouped(self._store, model, environment, seal, through, group)
+        recent = read_grouped(self._store, model, environment, seal, through, group)
         out: dict[int, dict[SeriesId, State]] = {}
         for g in sorted(set(live.groups) | set(recent)):
             merged = {sid: merge_encoded(parts) for sid, parts in recent.get(g, {}).items()}
             for sid, state in live.groups.get(g, {}).items():
                 if sid in merged:
-                    _merge_into(merged, sid, state)  # merged holds fresh copies: safe to mutate
+                    merge_into(merged, sid, state)  # merged holds fresh copies: safe to mutate
                 else:
-                    merged[sid] = _copy(state)
+                    merged[sid] = copy_state(state)
             out[g] = merged
         return out
 

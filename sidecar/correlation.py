@@ -34,7 +34,7 @@ from typing import Any
 
 from sidecar.attribution import SHIFTED, SliceVerdict, attribute_shift, attribution_line
 from sidecar.changepoint import bucket_history, estimate_change_point
-from sidecar.compare import ComparisonResult, SeriesFinding
+from sidecar.compare import ComparisonResult, SeriesFinding, compare_states, read_grouped
 from sidecar.errors import NotFound
 from sidecar.guardrails import Guardrails
 from sidecar.records import ALL_TRAFFIC, EventRecord, SeriesId
@@ -198,6 +198,9 @@ class Correlation:
     attribution_summary: str = ""
     error: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+    # Start of the live data the attribution judged: the change point's start
+    # when one was estimated, else the epoch's start (0.0: not known).
+    attribution_since: float = 0.0
 
 
 # -- scoring ---------------------------------------------------------------------------
@@ -428,19 +431,24 @@ class Correlator:
     def correlate(self, finding: SeriesFinding, result: ComparisonResult) -> Correlation:
         """As calling the correlator, but failures raise."""
         model, environment = result.model, result.environment
+        baseline = self._baseline_states(result.baseline_id, finding.series)
+        cp = self.change_point(finding, result, baseline)
         effect = _headline_effect(finding)
-        verdicts = (
-            attribute_shift(finding, result.findings, self._guardrails, model, effect)
-            if effect
-            else []
-        )
+        verdicts: list[SliceVerdict] = []
+        since = result.window_start
+        if effect:
+            verdicts, since = self.attribution(finding, result, effect, cp, baseline)
         summary = attribution_line(finding.series.signal, verdicts)
-        cp = self.change_point(finding, result)
         width = self.bucket_seconds
         interval = (cp.start, cp.end)
         scale = max(cp.end - cp.start, width, MIN_TIME_SCALE)
+        # Simulated clocks (replay) may start near 0: never ask for negative times.
         events = list(
-            self._list_events(environment, cp.start - self.lookback, cp.end + self.after + 1e-6)
+            self._list_events(
+                environment,
+                max(0.0, cp.start - self.lookback),
+                max(0.0, cp.end + self.after) + 1e-6,
+            )
         )
         differences = fingerprint_differences(
             [e for e in events if e.model == model], cp.start - scale, cp.end
@@ -461,10 +469,74 @@ class Correlator:
             fingerprint_diff=tuple(differences),
             attribution=tuple(verdicts),
             attribution_summary=summary,
+            attribution_since=since,
         )
 
-    def change_point(self, finding: SeriesFinding, result: ComparisonResult) -> ChangePointInfo:
-        """The change point of ``finding``'s series, or the live epoch when none is found."""
+    def attribution(
+        self,
+        finding: SeriesFinding,
+        result: ComparisonResult,
+        effect: str,
+        cp: ChangePointInfo,
+        baseline: Mapping[str, NumericState | CategoricalState] | None = None,
+    ) -> tuple[list[SliceVerdict], float]:
+        """Slice verdicts on ``effect`` and the start of the data they judged.
+
+        With an estimated change point, each slice of the alert's signal is
+        compared afresh with the baseline's same slice over the buckets that
+        start at or after the change point's ``start`` (the traffic the shift
+        is in, undiluted by the epoch's earlier data), at the comparison's
+        alpha per test. Without one (or when those buckets hold no slice of
+        the signal: quality series, seasonal phases) the epoch's findings are
+        used as they are.
+        """
+        model = result.model
+        epoch = attribute_shift(finding, result.findings, self._guardrails, model, effect)
+        if not cp.estimated or finding.phase:
+            return epoch, result.window_start
+        sid = finding.series
+        if baseline is None:
+            baseline = self._baseline_states(result.baseline_id, sid)
+        base = {
+            SeriesId(ALL_TRAFFIC, slice_, sid.kind, sid.signal): state
+            for slice_, state in (baseline or {}).items()
+            if slice_ != ALL_TRAFFIC and state.count > 0
+        }
+        if not base:
+            return epoch, result.window_start
+        since = max(cp.start, result.window_start)
+        grouped = read_grouped(
+            self._store,
+            model,
+            result.environment,
+            math.ceil(since),
+            math.floor(result.time) + 1,
+            _one_group,
+        ).get(0, {})
+        live = {
+            key: merge_encoded(parts)
+            for key, parts in grouped.items()
+            if key in base  # version "*": read_grouped merges every version
+        }
+        if not live:
+            return epoch, result.window_start
+        # The family: the alert's effect in every slice value compared (Bonferroni).
+        tests = sum(1 for key in live if "=" in key.slice)
+        findings, _ = compare_states(
+            base, live, self._guardrails, model, self._guardrails.alpha, tests=max(tests, 1)
+        )
+        return attribute_shift(finding, findings, self._guardrails, model, effect), since
+
+    def change_point(
+        self,
+        finding: SeriesFinding,
+        result: ComparisonResult,
+        baseline: Mapping[str, NumericState | CategoricalState] | None = None,
+    ) -> ChangePointInfo:
+        """The change point of ``finding``'s series, or the live epoch when none is found.
+
+        ``baseline``: the baseline's states of the series' signal by slice (read
+        when not given)."""
         sid = finding.series
         now = result.time
         fallback = ChangePointInfo(
@@ -475,8 +547,10 @@ class Correlator:
             signal=sid.signal,
             slice=sid.slice,
         )
-        baseline = self._baseline_state(result.baseline_id, sid)
-        if baseline is None or baseline.count == 0:
+        if baseline is None:
+            baseline = self._baseline_states(result.baseline_id, sid)
+        reference = None if baseline is None else baseline.get(sid.slice)
+        if reference is None or reference.count == 0:
             return fallback
         history = bucket_history(
             self._store,
@@ -488,7 +562,7 @@ class Correlator:
         )
         if finding.phase:  # seasonal: the phase's baseline only fits that phase's buckets
             return fallback
-        cp = estimate_change_point(history, baseline)
+        cp = estimate_change_point(history, reference)
         if cp is None:
             return fallback
         w = self.bucket_seconds
@@ -505,22 +579,25 @@ class Correlator:
             slice=sid.slice,
         )
 
-    def _baseline_state(
+    def _baseline_states(
         self, baseline_id: str, sid: SeriesId
-    ) -> NumericState | CategoricalState | None:
-        wanted = (sid.slice, sid.kind, sid.signal)
-        blobs = []
+    ) -> dict[str, NumericState | CategoricalState] | None:
+        """The baseline's states of ``sid``'s kind and signal by slice (every
+        version merged); None when the baseline is gone."""
+        blobs: dict[str, list[bytes]] = {}
         try:
             series = self._store.get_baseline_series(baseline_id)
         except NotFound:  # retired and removed meanwhile: no change point, suspects still
             return None
         for text, blob in series.items():
             other = SeriesId.parse(text)
-            if (other.slice, other.kind, other.signal) == wanted:
-                blobs.append(blob)
-        if not blobs:
-            return None
-        return merge_encoded(blobs)
+            if (other.kind, other.signal) == (sid.kind, sid.signal):
+                blobs.setdefault(other.slice, []).append(blob)
+        return {slice_: merge_encoded(parts) for slice_, parts in blobs.items()}
+
+
+def _one_group(_bucket: int) -> int:
+    return 0
 
 
 def _headline_effect(finding: SeriesFinding) -> str:
@@ -630,6 +707,7 @@ def correlation_fields(correlation: Correlation) -> dict[str, Any]:
             for v in correlation.attribution
         ],
         "attribution_summary": correlation.attribution_summary,
+        "attribution_since": correlation.attribution_since,
     }
     if correlation.error:
         out["correlation_error"] = correlation.error

@@ -56,6 +56,9 @@ QUALITY_EFFECTS = (
     "auc_drop",
     "fairness_gap_error_rate",
     "fairness_gap_ece",
+    "fairness_gap_error_rate_shift",
+    "fairness_gap_ece_shift",
+    "estimated_error_rate_shift",
 )
 _EFFECTS = _NUMERIC_NAMES | _CATEGORICAL_NAMES | frozenset(QUALITY_EFFECTS)
 
@@ -155,8 +158,12 @@ DEFAULTS: Mapping[Kind, tuple[Guardrail, ...]] = {
         _g("brier_shift", "up", 0.01, 0.03, 0.10),
         _g("log_loss_shift", "up", 0.05, 0.10, 0.25),
         _g("auc_drop", "up", 0.01, 0.03, 0.10),
-        _g("fairness_gap_error_rate", "up", 0.05, 0.10, 0.20),
-        _g("fairness_gap_ece", "up", 0.05, 0.10, 0.20),
+        # Fairness: the best-to-worst slice gap against the baseline's gap (a gap the
+        # baseline had already does not alert; the absolute gap has no default guardrail).
+        _g("fairness_gap_error_rate_shift", "up", 0.03, 0.05, 0.10),
+        _g("fairness_gap_ece_shift", "up", 0.03, 0.05, 0.10),
+        # CBPE: the error-rate shift estimated from confidences, before labels land.
+        _g("estimated_error_rate_shift", "up", 0.01, 0.03, 0.10),
         # Regression errors and labels as ordinary series: MAE/MSE relative shifts,
         # the residual distribution, label drift (prior shift).
         _g("mean_rel", "up", 0.10, 0.25, 0.50),

@@ -47,12 +47,12 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar.compare import (
     SeriesFinding,
-    _copy,
-    _merge_into,
-    _read_grouped,
     build_evaluator,
     compare_states,
+    copy_state,
     count_tests,
+    merge_into,
+    read_grouped,
 )
 from sidecar.errors import NotFound
 from sidecar.guardrails import Guardrail, Guardrails, Tier
@@ -402,7 +402,7 @@ class ImpactChecker:
         bs = self.bucket_seconds
         end = math.floor(check.event.time / bs) * bs
         start = math.floor(check.event.time - self.policy.lookback)
-        grouped = _read_grouped(
+        grouped = read_grouped(
             self._store, check.event.model, check.environment, start, end, _zero
         )
         states: dict[SeriesId, _State] = {}
@@ -426,7 +426,7 @@ class ImpactChecker:
         seal = max(after.sealed_through, min(through, math.floor(now - self.seal_after)))
         model, env = check.event.model, check.environment
         if seal > after.sealed_through:
-            newly = _read_grouped(
+            newly = read_grouped(
                 self._store, model, env, after.sealed_through, seal, _zero, versions
             )
             for sid, parts in newly.get(0, {}).items():
@@ -435,15 +435,15 @@ class ImpactChecker:
             after.sealed_through = seal
         check.after = after
         merged: dict[SeriesId, _State] = {}
-        recent = _read_grouped(self._store, model, env, seal, through, _zero, versions)
+        recent = read_grouped(self._store, model, env, seal, through, _zero, versions)
         for sid, parts in recent.get(0, {}).items():
             for blob in parts:
                 _merge_blob(merged, sid, blob)
         for sid, state in after.groups.items():
             if sid in merged:
-                _merge_into(merged, sid, state)
+                merge_into(merged, sid, state)
             else:
-                merged[sid] = _copy(state)
+                merged[sid] = copy_state(state)
         return merged
 
     def _advance(self, check: _Check, now: float, *, ended: bool) -> ImpactRecord:
@@ -709,7 +709,7 @@ def _zero(_bucket: int) -> int:
 def _merge_blob(target: dict[SeriesId, _State], sid: SeriesId, blob: bytes) -> None:
     from sidecar.series import merge_encoded
 
-    _merge_into(target, sid, merge_encoded([blob]))
+    merge_into(target, sid, merge_encoded([blob]))
 
 
 def _describe(effect: ImpactEffect) -> str:

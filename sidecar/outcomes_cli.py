@@ -222,6 +222,17 @@ def _bound(effect: pb.Effect | None) -> str:
     return f"{effect.estimate:+.4f} [{effect.lower:+.4f}, {effect.upper:+.4f}]"
 
 
+def _diverged(realized: pb.Effect | None, estimated: pb.Effect) -> bool:
+    """The realized error-rate shift's interval misses the estimated one's (as
+    ``sidecar.quality_view.estimate_diverged``)."""
+    if realized is None:
+        return False
+    numbers = (realized.lower, realized.upper, estimated.lower, estimated.upper)
+    if any(math.isnan(x) for x in numbers):
+        return False
+    return realized.lower > estimated.upper or realized.upper < estimated.lower
+
+
 def cmd_quality_show(args: argparse.Namespace) -> int:
     from sidecar import cli
 
@@ -250,6 +261,12 @@ def cmd_quality_show(args: argparse.Namespace) -> int:
         check = s.cbpe_check
         if check.has_realized and check.diverged:
             cbpe += " DIVERGED"
+        estimated = effects.get("estimated_error_rate_shift")
+        estimated_shift = "-" if estimated is None else _bound(estimated)
+        if estimated_shift != "-":
+            estimated_shift = "~" + estimated_shift
+            if _diverged(effects.get("error_rate_shift"), estimated):
+                estimated_shift += " DIVERGED"
         rows.append(
             [
                 s.slice,
@@ -261,18 +278,31 @@ def cmd_quality_show(args: argparse.Namespace) -> int:
                 cli._fmt_num(s.brier),
                 cli._fmt_num(s.auc),
                 cbpe,
+                estimated_shift,
             ]
         )
     headers = [
         "slice", "labelled", "error", "error shift", "ECE", "ECE shift", "Brier", "AUC",
-        "CBPE estimate (all sampled)",
+        "CBPE estimate (all sampled)", "estimated error shift",
     ]  # fmt: skip
     print(cli._table(headers, rows))
+    if any(r[-1].endswith("DIVERGED") for r in rows):
+        print(
+            "DIVERGED estimated error shift: the labels that landed contradict CBPE's estimate"
+            " (the confidences' calibration changed); trust the realized error shift"
+        )
     for gap in view.fairness:
+        baseline = (
+            ""
+            if math.isnan(gap.baseline_estimate)
+            else f"; baseline gap {cli._fmt_num(gap.baseline_estimate)}"
+            f" [{cli._fmt_num(gap.baseline_lower)}, {cli._fmt_num(gap.baseline_upper)}],"
+            f" shift {_bound(gap.shift)}"
+        )
         print(
             f"fairness {gap.attribute} {gap.metric}: worst {gap.worst or '-'}, best"
             f" {gap.best or '-'}, gap {cli._fmt_num(gap.estimate)}"
-            f" [{cli._fmt_num(gap.lower)}, {cli._fmt_num(gap.upper)}]"
+            f" [{cli._fmt_num(gap.lower)}, {cli._fmt_num(gap.upper)}]{baseline}"
         )
     if args.reliability:
         everything = next((s for s in view.slices if s.slice == "*"), None)

@@ -134,15 +134,19 @@ def quality_to_pb(report: QualityReport) -> pb.QualityView:
         ],
         fairness=[
             pb.FairnessGapView(
-                attribute=attribute,
-                metric=gap.metric,
-                best=gap.best or "",
-                worst=gap.worst or "",
-                estimate=gap.estimate,
-                lower=gap.lower,
-                upper=gap.upper,
+                attribute=f.attribute,
+                metric=f.metric,
+                best=f.live.best or "",
+                worst=f.live.worst or "",
+                estimate=f.live.estimate,
+                lower=f.live.lower,
+                upper=f.live.upper,
+                baseline_estimate=f.baseline.estimate,
+                baseline_lower=f.baseline.lower,
+                baseline_upper=f.baseline.upper,
+                shift=_effect(f.shift),
             )
-            for attribute, gap in report.fairness
+            for f in report.fairness
         ],
     )
 

@@ -8,22 +8,29 @@ against the active baseline, per slice, plus fairness gaps and CBPE.
   :class:`~sidecar.compare.SeriesFinding` per slice of kind ``quality`` and signal
   ``calibration`` with the effects of :func:`~sidecar.stats.quality.quality_effects`
   (error rate, Brier, log loss, ECE fixed and adaptive, AUC drop), judged against
-  the ``quality`` guardrails; and one per configured fairness attribute and metric
+  the ``quality`` guardrails; one per configured fairness attribute and metric
   (signal ``fairness_gap_error_rate`` / ``fairness_gap_ece``, slice
-  ``attribute=<worst value>``: the slice that carries the gap) judged on the live
-  gap's bounds. The comparator appends them to its result, so alerts, sinks and
-  replay see them like any other finding. The quality family has its own
-  false-alarm budget ``alpha``, split evenly (Bonferroni) over its tests: the
-  guarded quality effects of every baseline slice plus the fairness tests.
+  ``attribute=<worst value>``: the slice that carries the gap) judged on the
+  gap's shift against the baseline's gap (``fairness_gap_<metric>_shift``; the
+  absolute live gap rides along for context); and one per slice of signal
+  ``cbpe`` with ``estimated_error_rate_shift``, CBPE's error-rate shift
+  estimated from the confidences of every sampled prediction (so a model whose
+  labels are slow still alerts; an *estimate*). The comparator appends them to
+  its result, so alerts, sinks and replay see them like any other finding. The
+  quality family has its own false-alarm budget ``alpha``, split evenly
+  (Bonferroni) over its tests: the guarded quality effects of every baseline
+  slice, the fairness tests and the CBPE tests.
 - **reports** (:meth:`QualityMonitor.report`): per slice the realized error
   rate, ECE, Brier score, log loss and AUC with bounds against the baseline, the
   CBPE estimate from every sampled prediction (an *estimate*, marked as such) and
   its check on the labelled ones, and the reliability diagram's data.
 
-A baseline's quality side is what was labelled during its window (outcome time):
-read from the quality partials the first time it is needed, then stored with the
-baseline (lane ``"<environment>\\x1fquality-baseline"``, writer = baseline id) so
-it outlives window retention.
+A baseline's quality side is what was labelled (and sampled) during its window
+(outcome time): read from the quality partials when the baseline is frozen
+(:meth:`QualityMonitor.freeze`, the baseline manager's ``on_freeze`` hook) or, at
+the latest, the first time it is needed, then stored with the baseline (lane
+``"<environment>\\x1fquality-baseline"``, writer = baseline id) so it outlives
+window retention.
 """
 
 from __future__ import annotations
@@ -33,41 +40,57 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sidecar.compare import SeriesFinding
 from sidecar.guardrails import Guardrail, Guardrails, Tier
+from sidecar.outcome_config import OutcomeConfig
 from sidecar.outcomes import LABELLED, SAMPLED, Outcomes, QualityData
-from sidecar.records import ALL_TRAFFIC, Kind, Partial, SeriesId
+from sidecar.records import ALL_TRAFFIC, BaselineRecord, Kind, Partial, SeriesId
 from sidecar.stats.effects import Effect
 from sidecar.stats.quality import (
+    ESTIMATED_ERROR_SHIFT,
     QUALITY_EFFECTS,
     CalibrationState,
     CBPEEstimate,
     FairnessGap,
     ReliabilityBin,
     cbpe,
+    estimated_error_shift,
     fairness_gap,
+    fairness_gap_shift,
     quality_effects,
 )
 from sidecar.stores.base import Store
 
 __all__ = [
     "CALIBRATION",
+    "ESTIMATE",
     "FAIRNESS",
+    "FairnessReport",
     "QualityMonitor",
     "QualityReport",
     "SliceReport",
+    "estimate_diverged",
 ]
 
 CALIBRATION = "calibration"
 """Signal name of the per-slice labelled quality findings (kind ``quality``)."""
 FAIRNESS = "fairness"
 """Signal name whose guardrails (``[models.<m>.signals.fairness...]``) judge fairness gaps."""
+ESTIMATE = "cbpe"
+"""Signal name of the CBPE findings (``estimated_error_rate_shift``; kind ``quality``)."""
 
 _BASELINE_LANE = "\x1fquality-baseline"
 _BASELINE_TTL = 10 * 366 * 24 * 3600  # baselines are kept, not expired
 _SEP = "\x1f"
-_FAIRNESS_METRICS = ("error_rate", "ece")
+_FAIRNESS_METRICS: tuple[Literal["error_rate", "ece"], ...] = ("error_rate", "ece")
+
+
+def _fairness_names(metric: str) -> tuple[str, ...]:
+    """Effects of a fairness finding: the gap's shift (guarded by default) and the
+    absolute live gap (for context; guarded only when a model configures it)."""
+    return (f"fairness_gap_{metric}_shift", f"fairness_gap_{metric}")
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,39 @@ class SliceReport:
     reliability: tuple[ReliabilityBin, ...]
     reliability_adaptive: tuple[ReliabilityBin, ...]
 
+    @property
+    def estimate_diverged(self) -> bool | None:
+        """Whether the realized error-rate shift contradicts CBPE's estimated one
+        (:func:`estimate_diverged`); None until both are known."""
+        return estimate_diverged(self.effects)
+
+
+def estimate_diverged(effects: Mapping[str, Effect]) -> bool | None:
+    """True when the intervals of ``error_rate_shift`` (realized, from labels) and
+    ``estimated_error_rate_shift`` (CBPE, from confidences) are disjoint: the labels
+    that landed contradict the estimate (the confidences' calibration changed: trust
+    the realized figures). None when either is missing or nan."""
+    realized, estimated = effects.get("error_rate_shift"), effects.get(ESTIMATED_ERROR_SHIFT)
+    if realized is None or estimated is None:
+        return None
+    numbers = (realized.lower, realized.upper, estimated.lower, estimated.upper)
+    if any(math.isnan(x) for x in numbers):
+        return None
+    return realized.lower > estimated.upper or realized.upper < estimated.lower
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    """One fairness attribute and metric: the live gap, the baseline's gap (over the
+    same slices; nan without a baseline) and the shift between them (the effect the
+    guardrails judge)."""
+
+    attribute: str
+    metric: str
+    live: FairnessGap
+    baseline: FairnessGap
+    shift: Effect
+
 
 @dataclass(frozen=True)
 class QualityReport:
@@ -102,7 +158,7 @@ class QualityReport:
     window_start: float
     window_end: float
     slices: tuple[SliceReport, ...]
-    fairness: tuple[tuple[str, FairnessGap], ...]  # (attribute, gap)
+    fairness: tuple[FairnessReport, ...]
     findings: tuple[SeriesFinding, ...] = field(default=())
 
 
@@ -144,12 +200,23 @@ class QualityMonitor:
     # -- data ----------------------------------------------------------------------
 
     def baseline(self, baseline_id: str) -> QualityData:
-        """The quality side of a baseline (stored with it on first use)."""
+        """The quality side of a baseline (stored with it at freeze, else on first use)."""
         with self._lock:
             found = self._baselines.get(baseline_id)
         if found is not None:
             return found
-        record = self._store.get_baseline(baseline_id)
+        return self._load(self._store.get_baseline(baseline_id))
+
+    def freeze(self, record: BaselineRecord) -> None:
+        """Freeze the quality side of a baseline just frozen (the baseline manager's
+        ``on_freeze`` hook): pending predictions and labelled buckets are flushed, then
+        the states of the baseline's window are stored with it. Part of the freeze (no
+        audit entry of its own); when it fails, the first comparison stores it."""
+        self.outcomes.flush()
+        self._load(record)
+
+    def _load(self, record: BaselineRecord) -> QualityData:
+        baseline_id = record.id
         lane = record.environment + _BASELINE_LANE
         stored = [
             p
@@ -218,42 +285,47 @@ class QualityMonitor:
             g for g in self.guardrails.for_series(model, Kind.QUALITY, signal) if g.effect in names
         )
 
-    def _tests(self, model: str, base: Mapping[str, CalibrationState]) -> int:
+    def _tests(self, model: str, base: QualityData) -> int:
+        labelled, sampled = base.slices(LABELLED), base.slices(SAMPLED)
         rails = len(self._rails(model, CALIBRATION, QUALITY_EFFECTS))
-        fair = len(
-            self._rails(model, FAIRNESS, tuple(f"fairness_gap_{m}" for m in _FAIRNESS_METRICS))
+        fair = sum(len(self._rails(model, FAIRNESS, _fairness_names(m))) for m in _FAIRNESS_METRICS)
+        estimate = len(self._rails(model, ESTIMATE, (ESTIMATED_ERROR_SHIFT,)))
+        config = self.guardrails.outcomes(model)
+        return (
+            rails * len(labelled)
+            + (fair * len(config.fairness) if labelled else 0)
+            + (estimate * len(sampled) if config.task == "classification" else 0)
         )
-        return rails * len(base) + fair * len(self.guardrails.outcomes(model).fairness)
 
     def findings(
         self, model: str, environment: str, baseline_id: str, start: float, now: float
     ) -> list[SeriesFinding]:
-        """Findings of the quality series and fairness gaps (empty without labels)."""
-        base = self.baseline(baseline_id).slices(LABELLED)
-        if not base:
+        """Findings of the quality series, fairness gaps and CBPE (empty without data)."""
+        base = self.baseline(baseline_id)
+        if not base.states:
             return []
         live = self.live(model, environment, baseline_id, start, now)
-        findings, _ = self._judge(model, base, live.slices(LABELLED))
+        findings, _, _ = self._judge(model, base, live)
         return findings
 
     def _judge(
-        self,
-        model: str,
-        base: Mapping[str, CalibrationState],
-        live: Mapping[str, CalibrationState],
-    ) -> tuple[list[SeriesFinding], dict[str, Mapping[str, Effect]]]:
-        tests = self._tests(model, base)
+        self, model: str, base_data: QualityData, live_data: QualityData
+    ) -> tuple[list[SeriesFinding], dict[str, dict[str, Effect]], list[FairnessReport]]:
+        """Findings, effects by slice and fairness reports of live against the baseline."""
+        tests = self._tests(model, base_data)
         alpha = self.guardrails.alpha / tests if tests > 0 else self.guardrails.alpha
+        config = self.guardrails.outcomes(model)
+        base, live = base_data.slices(LABELLED), live_data.slices(LABELLED)
         rails = self._rails(model, CALIBRATION, QUALITY_EFFECTS)
         out: list[SeriesFinding] = []
-        effects_by_slice: dict[str, Mapping[str, Effect]] = {}
+        effects_by_slice: dict[str, dict[str, Effect]] = {}
         for slice_label in sorted(live):
             state = live[slice_label]
             reference = base.get(slice_label)
             if reference is None or state.count <= 0.0:
                 continue
             effects = quality_effects(reference, state, alpha)
-            effects_by_slice[slice_label] = effects
+            effects_by_slice[slice_label] = dict(effects)
             out.append(
                 _finding(
                     SeriesId(ALL_TRAFFIC, slice_label, Kind.QUALITY, CALIBRATION),
@@ -263,28 +335,70 @@ class QualityMonitor:
                     state.count,
                 )
             )
-        for attribute in self.guardrails.outcomes(model).fairness:
-            prefix = f"{attribute}="
-            per_slice = {s[len(prefix) :]: st for s, st in live.items() if s.startswith(prefix)}
-            for metric in _FAIRNESS_METRICS:
-                name = f"fairness_gap_{metric}"
-                gap = fairness_gap(
-                    per_slice, "error_rate" if metric == "error_rate" else "ece", alpha
-                )
-                if gap.worst is None:
-                    continue
-                worst = f"{prefix}{gap.worst}"
+        fairness = self._fairness(model, config, base, live, alpha)
+        for report in fairness:
+            if base and report.live.worst is not None:
+                prefix = f"{report.attribute}="
+                worst = f"{prefix}{report.live.worst}"
+                name = f"fairness_gap_{report.metric}"
                 reference = base.get(worst)
                 out.append(
                     _finding(
                         SeriesId(ALL_TRAFFIC, worst, Kind.QUALITY, name),
-                        {name: gap.as_effect()},
-                        self._rails(model, FAIRNESS, (name,)),
+                        {report.shift.name: report.shift, name: report.live.as_effect()},
+                        self._rails(model, FAIRNESS, _fairness_names(report.metric)),
                         0.0 if reference is None else reference.count,
-                        sum(st.count for st in per_slice.values()),
+                        sum(r.count for r in report.live.slices),
                     )
                 )
-        return out, effects_by_slice
+        if config.task == "classification":
+            base_sampled, live_sampled = base_data.slices(SAMPLED), live_data.slices(SAMPLED)
+            top = 1.0 if config.predicted else max(config.threshold, 1.0 - config.threshold)
+            estimate_rails = self._rails(model, ESTIMATE, (ESTIMATED_ERROR_SHIFT,))
+            for slice_label in sorted(live_sampled):
+                state = live_sampled[slice_label]
+                reference = base_sampled.get(slice_label)
+                if reference is None or state.count <= 0.0:
+                    continue
+                effect = estimated_error_shift(reference, state, alpha, top=top)
+                effects_by_slice.setdefault(slice_label, {})[ESTIMATED_ERROR_SHIFT] = effect
+                out.append(
+                    _finding(
+                        SeriesId(ALL_TRAFFIC, slice_label, Kind.QUALITY, ESTIMATE),
+                        {ESTIMATED_ERROR_SHIFT: effect},
+                        estimate_rails,
+                        reference.count,
+                        state.count,
+                    )
+                )
+        return out, effects_by_slice, fairness
+
+    def _fairness(
+        self,
+        model: str,
+        config: OutcomeConfig,
+        base: Mapping[str, CalibrationState],
+        live: Mapping[str, CalibrationState],
+        alpha: float,
+    ) -> list[FairnessReport]:
+        out: list[FairnessReport] = []
+        for attribute in config.fairness:
+            prefix = f"{attribute}="
+            live_slices = {s[len(prefix) :]: st for s, st in live.items() if s.startswith(prefix)}
+            base_slices = {s[len(prefix) :]: st for s, st in base.items() if s.startswith(prefix)}
+            for metric in _FAIRNESS_METRICS:
+                if base_slices:
+                    gap_b, gap_l, shift = fairness_gap_shift(
+                        base_slices, live_slices, metric, alpha
+                    )
+                else:  # no baseline: the live gap over every slice, nothing to compare
+                    gap_l = fairness_gap(live_slices, metric, alpha)
+                    gap_b = FairnessGap(metric, None, None, math.nan, math.nan, math.nan, ())
+                    unit = "share" if metric == "error_rate" else "absolute"
+                    name = f"fairness_gap_{metric}_shift"
+                    shift = Effect(name, math.nan, math.nan, math.nan, unit)
+                out.append(FairnessReport(attribute, metric, gap_l, gap_b, shift))
+        return out
 
     # -- reports -----------------------------------------------------------------------
 
@@ -301,8 +415,8 @@ class QualityMonitor:
         base_labelled = base.slices(LABELLED)
         labelled = live.slices(LABELLED)
         sampled = live.slices(SAMPLED)
-        findings, effects = self._judge(model, base_labelled, labelled)
-        tests = self._tests(model, base_labelled)
+        findings, effects, fairness = self._judge(model, base, live)
+        tests = self._tests(model, base)
         alpha = self.guardrails.alpha / tests if tests > 0 else self.guardrails.alpha
         empty = CalibrationState()
         slices: list[SliceReport] = []
@@ -340,19 +454,6 @@ class QualityMonitor:
                     reliability_adaptive=tuple(state.reliability("adaptive")),
                 )
             )
-        fairness: list[tuple[str, FairnessGap]] = []
-        for attribute in self.guardrails.outcomes(model).fairness:
-            prefix = f"{attribute}="
-            per_slice = {s[len(prefix) :]: st for s, st in labelled.items() if s.startswith(prefix)}
-            for metric in _FAIRNESS_METRICS:
-                fairness.append(
-                    (
-                        attribute,
-                        fairness_gap(
-                            per_slice, "error_rate" if metric == "error_rate" else "ece", alpha
-                        ),
-                    )
-                )
         return QualityReport(
             model=model,
             environment=environment,

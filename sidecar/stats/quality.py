@@ -56,6 +56,7 @@ from sidecar.stats.sequences import (
 __all__ = [
     "DEFAULT_BINS",
     "DEFAULT_ECE_BINS",
+    "ESTIMATED_ERROR_SHIFT",
     "LOG_LOSS_EPS",
     "QUALITY_EFFECTS",
     "QUALITY_UNITS",
@@ -68,7 +69,9 @@ __all__ = [
     "SliceQuality",
     "cbpe",
     "ece_radius",
+    "estimated_error_shift",
     "fairness_gap",
+    "fairness_gap_shift",
     "quality_effects",
 ]
 
@@ -103,6 +106,8 @@ QUALITY_UNITS: Final = {
     "ece_adaptive_shift": "absolute",
     "auc_drop": "absolute",
 }
+#: Effect of :func:`estimated_error_shift` (CBPE: from confidences, not labels).
+ESTIMATED_ERROR_SHIFT: Final = "estimated_error_rate_shift"
 
 _HEAD = struct.Struct("<BBHIII")
 _SCALARS = struct.Struct("<10d")
@@ -930,12 +935,14 @@ def fairness_gap(
     alpha: float,
     *,
     n_bins: int = DEFAULT_ECE_BINS,
+    live: bool = True,
 ) -> FairnessGap:
     """Gap between the worst and the best slice of ``metric`` (fixed-bin ECE for "ece").
 
-    Each slice with data gets a time-uniform confidence sequence at alpha / (number of
-    such slices), so all hold together at every time with probability >= 1 - alpha
-    (Bonferroni). Then max_s theta_s >= max_s lower_s and min_s theta_s <= min_s
+    Each slice with data gets a confidence interval at alpha / (number of such
+    slices): time-uniform when ``live`` (a confidence sequence, valid at every check),
+    fixed-sample otherwise (a frozen baseline), so all hold together with probability
+    >= 1 - alpha (Bonferroni). Then max_s theta_s >= max_s lower_s and min_s theta_s <= min_s
     upper_s, so the gap is at least max(0, max lower - min upper) and at most
     max upper - min lower. ``worst``/``best`` are the slices with the highest/lowest
     estimate.
@@ -949,9 +956,9 @@ def fairness_gap(
     for name, s in sorted(present):
         if metric == "error_rate":
             est = s.error_rate() or 0.0
-            lo, hi = _error_rate_bounds(s, a_each, True)
+            lo, hi = _error_rate_bounds(s, a_each, live)
         else:
-            est, lo, hi = _ece_bounds(s, a_each, "fixed", n_bins, True)
+            est, lo, hi = _ece_bounds(s, a_each, "fixed", n_bins, live)
         rows.append(SliceQuality(name, s.count, est, lo, hi))
     if len(rows) < 2:
         return FairnessGap(metric, None, None, _NAN, _NAN, _NAN, tuple(rows))
@@ -964,7 +971,83 @@ def fairness_gap(
     )
 
 
+def fairness_gap_shift(
+    base: Mapping[str, CalibrationState],
+    live: Mapping[str, CalibrationState],
+    metric: Literal["error_rate", "ece"],
+    alpha: float,
+    *,
+    n_bins: int = DEFAULT_ECE_BINS,
+) -> tuple[FairnessGap, FairnessGap, Effect]:
+    """The fairness gap of ``live`` against that of ``base``: (baseline gap, live gap, shift).
+
+    Both gaps are taken over the slices holding labelled data on both sides (so they
+    measure the same thing; a slice new in live or gone from it is left out). The
+    shift effect ``fairness_gap_<metric>_shift`` is live gap minus baseline gap, with
+    the interval [live lower - baseline upper, live upper - baseline lower]: each gap's
+    simultaneous bounds (:func:`fairness_gap`) at alpha / 2, time-uniform on the live
+    side and fixed-sample on the baseline, so the interval holds with probability
+    >= 1 - alpha at every check. A gap the baseline already had gives a shift near 0:
+    only a gap that *widened* clears a guardrail. nan (never fires) with fewer than
+    two shared slices.
+    """
+    a = _alpha(alpha)
+    shared = {
+        name
+        for name, s in live.items()
+        if s.count > 0.0 and not s.unlabelled and name in base
+        if base[name].count > 0.0 and not base[name].unlabelled
+    }
+    gap_b = fairness_gap({n: base[n] for n in shared}, metric, a / 2.0, n_bins=n_bins, live=False)
+    gap_l = fairness_gap({n: live[n] for n in shared}, metric, a / 2.0, n_bins=n_bins)
+    name = f"fairness_gap_{metric}_shift"
+    unit = "share" if metric == "error_rate" else "absolute"
+    if gap_b.worst is None or gap_l.worst is None:
+        return gap_b, gap_l, Effect(name, _NAN, _NAN, _NAN, unit)
+    shift = Effect(
+        name,
+        gap_l.estimate - gap_b.estimate,
+        gap_l.lower - gap_b.upper,
+        gap_l.upper - gap_b.lower,
+        unit,
+    )
+    return gap_b, gap_l, shift
+
+
 # --------------------------------------------------------------------------- CBPE
+
+
+def estimated_error_shift(
+    base: CalibrationState, live: CalibrationState, alpha: float, *, top: float = 1.0
+) -> Effect:
+    """CBPE's estimated error-rate shift: mean(1 - confidence) of ``live`` minus that of
+    ``base`` (confidences of every sampled prediction, labelled or not), named
+    :data:`ESTIMATED_ERROR_SHIFT` (unit "share").
+
+    An *estimate*: it equals the error-rate shift when the confidences are
+    calibrated on both sides (the CBPE assumption); the realized
+    ``error_rate_shift`` tells once labels land. The interval bounds the shift of the
+    expected value of 1 - confidence, a mean in [0, ``top``] (``top`` = 0.5 for a
+    binary classifier with threshold 0.5, whose confidence is at least 0.5): the live
+    side a time-uniform sequence, the baseline Hoeffding, each at alpha / 2. nan when
+    a side is empty.
+    """
+    a = _alpha(alpha) / 2.0
+    if not 0.0 < top <= 1.0:
+        raise InvalidInput(f"top must be in (0, 1], got {top!r}")
+    m_b, m_l = base.mean_confidence(), live.mean_confidence()
+    if m_b is None or m_l is None or base.n_eff <= 0.0 or live.n_eff <= 0.0:
+        return Effect(ESTIMATED_ERROR_SHIFT, _NAN, _NAN, _NAN, "share")
+    e_b, e_l = min(top, max(0.0, 1.0 - m_b)), min(top, max(0.0, 1.0 - m_l))
+    l_lo, l_hi = live_mean_bounds(e_l, live.n_eff, 0.0, top, a)
+    b_lo, b_hi = fixed_mean_bounds(e_b, base.n_eff, 0.0, top, a)
+    return Effect(
+        ESTIMATED_ERROR_SHIFT,
+        e_l - e_b,
+        float(l_lo) - float(b_hi),
+        float(l_hi) - float(b_lo),
+        "share",
+    )
 
 
 def _recalibration(

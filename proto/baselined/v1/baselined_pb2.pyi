@@ -1192,7 +1192,7 @@ class QualitySlice(_message.Message):
     def __init__(self, slice: _Optional[str] = ..., count: _Optional[float] = ..., error_rate: _Optional[float] = ..., ece: _Optional[float] = ..., ece_adaptive: _Optional[float] = ..., brier: _Optional[float] = ..., log_loss: _Optional[float] = ..., auc: _Optional[float] = ..., baseline_count: _Optional[float] = ..., baseline_error_rate: _Optional[float] = ..., baseline_ece: _Optional[float] = ..., effects: _Optional[_Iterable[_Union[Effect, _Mapping]]] = ..., cbpe: _Optional[_Union[QualityEstimate, _Mapping]] = ..., cbpe_check: _Optional[_Union[QualityEstimate, _Mapping]] = ..., reliability: _Optional[_Iterable[_Union[QualityReliabilityBin, _Mapping]]] = ..., reliability_adaptive: _Optional[_Iterable[_Union[QualityReliabilityBin, _Mapping]]] = ...) -> None: ...
 
 class FairnessGapView(_message.Message):
-    __slots__ = ("attribute", "metric", "best", "worst", "estimate", "lower", "upper")
+    __slots__ = ("attribute", "metric", "best", "worst", "estimate", "lower", "upper", "baseline_estimate", "baseline_lower", "baseline_upper", "shift")
     ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     BEST_FIELD_NUMBER: _ClassVar[int]
@@ -1200,6 +1200,10 @@ class FairnessGapView(_message.Message):
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     LOWER_FIELD_NUMBER: _ClassVar[int]
     UPPER_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_LOWER_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_UPPER_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_FIELD_NUMBER: _ClassVar[int]
     attribute: str
     metric: str
     best: str
@@ -1207,7 +1211,11 @@ class FairnessGapView(_message.Message):
     estimate: float
     lower: float
     upper: float
-    def __init__(self, attribute: _Optional[str] = ..., metric: _Optional[str] = ..., best: _Optional[str] = ..., worst: _Optional[str] = ..., estimate: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ...) -> None: ...
+    baseline_estimate: float
+    baseline_lower: float
+    baseline_upper: float
+    shift: Effect
+    def __init__(self, attribute: _Optional[str] = ..., metric: _Optional[str] = ..., best: _Optional[str] = ..., worst: _Optional[str] = ..., estimate: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., baseline_estimate: _Optional[float] = ..., baseline_lower: _Optional[float] = ..., baseline_upper: _Optional[float] = ..., shift: _Optional[_Union[Effect, _Mapping]] = ...) -> None: ...
 
 class QualityView(_message.Message):
     __slots__ = ("model", "environment", "baseline_id", "window_start", "window_end", "slices", "fairness")
