@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import logging
 import math
 import secrets
 import time
@@ -92,6 +93,8 @@ _DEFAULT_AUDIT = 100
 _MAX_HISTORY = 100  # previously active ids kept for roll back, oldest dropped first
 _CAS_ATTEMPTS = 8
 _DEFAULT_RETENTION = 7 * 24 * 3600.0
+
+log = logging.getLogger(__name__)
 
 
 def new_baseline_id() -> str:
@@ -157,6 +160,10 @@ class BaselineManager:
         self._clock = clock
         self._new_id = new_id
         self._retention = float(retention_seconds)
+        #: Called with each baseline just frozen, to freeze what other families keep
+        #: with it (the quality monitor's labelled states; issue 8). A failure is
+        #: logged and does not undo the freeze.
+        self.on_freeze: Callable[[BaselineRecord], None] | None = None
 
     # -- validation ------------------------------------------------------------------
 
@@ -290,6 +297,11 @@ class BaselineManager:
             after={"active": pointer.active, "status": Status.CANDIDATE.value},
         )
         self._store.create_baseline(record, encoded, audit)
+        if self.on_freeze is not None:
+            try:
+                self.on_freeze(record)
+            except Exception:
+                log.warning("on_freeze of baseline %s failed", record.id, exc_info=True)
         return record
 
     def _phase_series(

@@ -105,6 +105,7 @@ TYPE_PRIORS: Mapping[str, float] = {
 _DEFAULT_PRIOR = 0.5
 _MAX_EVENTS = 2000
 _MAX_DIFFERENCES = 20
+_MAX_NODES = 10  # nodes listed per fingerprint difference
 
 # Which fingerprint fields corroborate an event of each type.
 _FIELDS_OF: Mapping[str, tuple[str, ...]] = {
@@ -138,7 +139,12 @@ class ChangePointInfo:
 
 @dataclass(frozen=True)
 class FingerprintDifference:
-    """One fingerprint field whose value changed around the change point."""
+    """One fingerprint field whose value changed around the change point.
+
+    ``node`` is the event's node (a ``node_change``'s new node); ``nodes`` the
+    nodes whose instances carry the new value, when the senders report
+    ``k8s.node`` (at most 10 listed, ``nodes_total`` in all).
+    """
 
     field: str
     before: str
@@ -147,12 +153,19 @@ class FingerprintDifference:
     share: float | None
     event_id: str
     node: str = ""
+    nodes: tuple[str, ...] = ()
+    nodes_total: int = 0
 
     def describe(self) -> str:
         name = self.field[len("lib.") :] if self.field.startswith("lib.") else self.field
         text = f"{name} {self.before or '(none)'} -> {self.after or '(none)'}"
         if self.node:
             text += f" on node {self.node}"
+        elif self.nodes:
+            text += f" on node{'s' if len(self.nodes) > 1 else ''} {', '.join(self.nodes)}"
+            more = self.nodes_total - len(self.nodes)
+            if more > 0:
+                text += f" and {more} more"
         if self.share is not None:
             text += f" ({self.share * 100:.0f}% of instances)"
         return text
@@ -345,6 +358,11 @@ def fingerprint_differences(
             share: float | None = float(attrs["share"]) if "share" in attrs else None
         except ValueError:
             share = None
+        nodes = tuple(n for n in attrs.get("nodes", "").split(",") if n)[:_MAX_NODES]
+        try:
+            total = max(int(attrs.get("nodes_carrying", len(nodes))), len(nodes))
+        except ValueError:
+            total = len(nodes)
         out.append(
             FingerprintDifference(
                 field=attrs["field"],
@@ -354,6 +372,8 @@ def fingerprint_differences(
                 share=share,
                 event_id=e.id,
                 node=e.node or attrs.get("node", ""),
+                nodes=nodes,
+                nodes_total=total,
             )
         )
     out.sort(key=lambda d: (d.time, d.field))
@@ -630,6 +650,8 @@ def _where(
             where.setdefault("image", set()).add(d.after)
         if d.node:
             where.setdefault("node", set()).add(d.node)
+        if d.nodes and d.share is not None and d.share < 1.0:  # a part of the fleet only
+            where.setdefault("node", set()).update(d.nodes)
     return {k: frozenset(v) for k, v in where.items()}
 
 
@@ -686,6 +708,8 @@ def correlation_fields(correlation: Correlation) -> dict[str, Any]:
                 "time": d.time,
                 "share": d.share,
                 "node": d.node,
+                "nodes": list(d.nodes),
+                "nodes_total": d.nodes_total,
                 "event_id": d.event_id,
             }
             for d in correlation.fingerprint_diff
@@ -712,3 +736,94 @@ def correlation_fields(correlation: Correlation) -> dict[str, Any]:
     if correlation.error:
         out["correlation_error"] = correlation.error
     return out
+
+
+def _float(value: Any) -> float:
+    """A JSON number back to a float (None, as written for nan/inf, is nan)."""
+    return math.nan if value is None else float(value)
+
+
+def correlation_from_fields(data: Mapping[str, Any]) -> Correlation:
+    """The :class:`Correlation` that :func:`correlation_fields` wrote (the fleet's
+    stored alert state keeps it so a new leader's alerts still carry it).
+
+    Missing fields take their defaults; a malformed field raises ``KeyError``,
+    ``TypeError`` or ``ValueError``.
+
+    >>> correlation_from_fields(correlation_fields(Correlation(None))) == Correlation(None)
+    True
+    """
+    raw_cp = data.get("change_point")
+    cp = (
+        None
+        if raw_cp is None
+        else ChangePointInfo(
+            time=float(raw_cp["time"]),
+            start=float(raw_cp["start"]),
+            end=float(raw_cp["end"]),
+            estimated=bool(raw_cp["estimated"]),
+            statistic=str(raw_cp.get("statistic", "")),
+            score=_float(raw_cp.get("score", 0.0)),
+            before_count=int(raw_cp.get("before_count", 0)),
+            after_count=int(raw_cp.get("after_count", 0)),
+            signal=str(raw_cp.get("signal", "")),
+            slice=str(raw_cp.get("slice", ALL_TRAFFIC)),
+        )
+    )
+    suspects = tuple(
+        Suspect(
+            event_id=str(s["event_id"]),
+            type=str(s["type"]),
+            time=float(s["time"]),
+            model=str(s["model"]),
+            environment=str(s.get("environment", "")),
+            version=str(s.get("version", "")),
+            node=str(s.get("node", "")),
+            image=str(s.get("image", "")),
+            attributes={str(k): str(v) for k, v in s.get("attributes", {}).items()},
+            source=str(s.get("source", "")),
+            score=float(s["score"]),
+            components={str(k): float(v) for k, v in s.get("components", {}).items()},
+            reasons=tuple(str(r) for r in s.get("reasons", ())),
+        )
+        for s in data.get("suspects", ())
+    )
+    differences = tuple(
+        FingerprintDifference(
+            field=str(d["field"]),
+            before=str(d.get("from", "")),
+            after=str(d.get("to", "")),
+            time=float(d["time"]),
+            share=None if d.get("share") is None else float(d["share"]),
+            event_id=str(d.get("event_id", "")),
+            node=str(d.get("node", "")),
+            nodes=tuple(str(n) for n in d.get("nodes", ())),
+            nodes_total=int(d.get("nodes_total", 0)),
+        )
+        for d in data.get("fingerprint_diff", ())
+    )
+    verdicts = tuple(
+        SliceVerdict(
+            attribute=str(v["attribute"]),
+            value=str(v["value"]),
+            verdict=str(v["verdict"]),
+            effect=str(v["effect"]),
+            estimate=_float(v.get("estimate")),
+            lower=_float(v.get("lower")),
+            upper=_float(v.get("upper")),
+            unit=str(v.get("unit", "")),
+            guardrail=float(v.get("guardrail", 0.0)),
+            tier=str(v.get("tier", "")),
+            live_count=int(v.get("live_count", 0)),
+        )
+        for v in data.get("attribution", ())
+    )
+    return Correlation(
+        change_point=cp,
+        suspects=suspects,
+        fingerprint_diff=differences,
+        attribution=verdicts,
+        attribution_summary=str(data.get("attribution_summary", "")),
+        error=str(data.get("correlation_error", "")),
+        attribution_since=float(data.get("attribution_since", 0.0)),
+    )

@@ -25,11 +25,14 @@ fields of your own)
 A fleet rolling out gradually gives one event per (model, environment,
 field, new value), recorded when the first instance moves. Its attributes
 ``share`` (instances carrying the new value / instances seen, 4 decimals),
-``instances_changed`` (instances seen moving to it) and ``instances_seen``
-are kept up to date with ``Store.update_event_attributes`` as more instances
-move or appear. An instance that first appears already on the new value
-counts toward ``share`` but not ``instances_changed``; an instance that
-appears on a value no tracked difference carries is not a change. Instances
+``instances_changed`` (instances seen moving to it), ``instances_seen`` and,
+when the instances report ``k8s.node``, ``nodes`` (the nodes of the instances
+carrying the new value, sorted, at most 10, comma-separated) and
+``nodes_carrying`` (how many nodes in all) are kept up to date with
+``Store.update_event_attributes`` as more instances move or appear. An
+instance that first appears already on the new value counts toward ``share``
+but not ``instances_changed``; an instance that appears on a value no
+tracked difference carries is not a change. Instances
 not heard from for ``idle_seconds`` leave the count; past ``max_instances``
 (all models together) the least recently heard from are forgotten. A
 difference is forgotten when no instance carries its value any more (a
@@ -94,6 +97,8 @@ IGNORED_FIELDS = frozenset({"k8s.pod", "k8s.pod_ip", "nvidia.visible_devices"})
 _ACCELERATOR_PREFIXES = ("cuda.", "cudnn.", "nvidia.", "accelerator.", "gpu.")
 _MAX_DIFFERENCES = 1024  # open differences kept per (model, environment)
 _MAX_FIELDS_LISTED = 16  # field names listed on a rate-limited summary
+_MAX_NODES_LISTED = 10  # nodes listed on a difference ("nodes" attribute)
+_NODE_FIELD = "k8s.node"
 
 
 def event_type_of(name: str) -> EventType | None:
@@ -125,7 +130,7 @@ class _Instance:
 class _Difference:
     event_id: str  # "" when recording failed or the difference was folded
     changed: set[str] = field(default_factory=set)
-    written: tuple[str, str, str] = ("", "", "")  # share, changed, seen last stored
+    written: tuple[str, ...] = ()  # share, changed, seen (and nodes) last stored
 
 
 @dataclass(slots=True)
@@ -349,21 +354,29 @@ class FingerprintTracker:
         return self._update(model, fleet.summary_id, attributes)
 
     def _share(self, fleet: _Fleet, name: str, value: str, diff: _Difference) -> dict[str, str]:
-        carrying = sum(1 for i in fleet.instances.values() if i.fields.get(name, "") == value)
+        holders = [i for i in fleet.instances.values() if i.fields.get(name, "") == value]
+        carrying = len(holders)
         seen = len(fleet.instances)
-        return {
+        out = {
             "share": f"{carrying / seen:.4f}" if seen else "0.0000",
             "instances_carrying": str(carrying),
             "instances_changed": str(len(diff.changed)),
             "instances_seen": str(seen),
         }
+        # Where the new value runs: the nodes (k8s.node) of the instances carrying it.
+        nodes = sorted({i.fields[_NODE_FIELD] for i in holders if i.fields.get(_NODE_FIELD)})
+        if nodes or diff.written[3:4] not in ((), ("",)):
+            out["nodes"] = ",".join(nodes[:_MAX_NODES_LISTED])
+            out["nodes_carrying"] = str(len(nodes))
+        return out
 
     @staticmethod
-    def _figures(attributes: Mapping[str, str]) -> tuple[str, str, str]:
+    def _figures(attributes: Mapping[str, str]) -> tuple[str, ...]:
         return (
             attributes["share"],
             attributes["instances_changed"],
             attributes["instances_seen"],
+            attributes.get("nodes", ""),
         )
 
     def _refresh(self, fleet: _Fleet, model: str) -> list[EventRecord]:

@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sidecar.compare import (
     SeriesFinding,
@@ -73,11 +73,13 @@ if TYPE_CHECKING:
     from opentelemetry._logs import LoggerProvider
     from opentelemetry.trace import Tracer
 
-    from sidecar.alerts import Alerter
+    from sidecar.alerts import Alert
     from sidecar.settings import Settings
 
 __all__ = [
+    "IMPACT_ALERT_NAME",
     "IMPACT_EVENT_NAME",
+    "AlertPublisher",
     "IMPACT_SPAN_NAME",
     "ImpactChecker",
     "ImpactPolicy",
@@ -103,6 +105,17 @@ _TIER_NAMES = {Tier.MINOR: "minor", Tier.MODERATE: "moderate", Tier.SEVERE: "sev
 _SLICE_SCOPES = (("node", "node"), ("image", "image"))  # event field -> slice attribute
 _MAX_EVENTS = 1000  # events read per round
 _MAX_SAMPLES_NEEDED = 10**12
+
+
+class AlertPublisher(Protocol):
+    """Where impact regressions go as alerts: :class:`~sidecar.alerts.Alerter`
+    (the sidecar), or the replay's wrapper that also writes alert lines."""
+
+    def publish(self, alert: Alert) -> None:
+        """Fire ``alert`` (publishing a firing fingerprint again changes nothing)."""
+
+    def retract(self, fingerprint: str) -> Alert | None:
+        """Resolve the published alert ``fingerprint``; None when it is not firing."""
 
 
 @dataclass(frozen=True)
@@ -269,7 +282,7 @@ class ImpactChecker:
         policy: ImpactPolicy | None = None,
         clock: Callable[[], float] = time.time,
         environments: Callable[[str], Sequence[str]] | None = None,
-        alerter: Alerter | None = None,
+        alerter: AlertPublisher | None = None,
         telemetry: ImpactTelemetry | None = None,
         retention_seconds: float = DEFAULT_EVENT_RETENTION,
         seal_after: float = 600.0,

@@ -48,6 +48,7 @@ from typing import Any
 
 from sidecar.alerts import Alert, Alerter
 from sidecar.compare import SeriesFinding
+from sidecar.correlation import correlation_fields, correlation_from_fields
 from sidecar.errors import ConfigError, Conflict
 from sidecar.guardrails import Tier
 from sidecar.records import SeriesId
@@ -151,8 +152,9 @@ def _finding(raw: Mapping[str, Any]) -> SeriesFinding:
 
 
 def _alert_json(a: Alert) -> dict[str, Any]:
-    # The correlation (root-cause hints) is not stored: it went out with the alert.
-    return {
+    # The correlation (root-cause hints) is stored too, so a new leader's copy of the
+    # alert (and a non-leader's ListAlerts) still carries its suspects and attribution.
+    out: dict[str, Any] = {
         "fingerprint": a.fingerprint,
         "tier": int(a.tier),
         "state": a.state,
@@ -166,9 +168,14 @@ def _alert_json(a: Alert) -> dict[str, Any]:
         "playbook_url": a.playbook_url,
         "labels": dict(a.labels),
     }
+    if a.correlation is not None:
+        out["correlation"] = correlation_fields(a.correlation)
+    return out
 
 
 def _alert(model: str, environment: str, raw: Mapping[str, Any]) -> Alert:
+    # States saved before the correlation was stored have no "correlation": None.
+    raw_correlation = raw.get("correlation")
     return Alert(
         fingerprint=raw["fingerprint"],
         model=model,
@@ -185,6 +192,9 @@ def _alert(model: str, environment: str, raw: Mapping[str, Any]) -> Alert:
         summary=raw["summary"],
         playbook_url=raw["playbook_url"],
         labels=dict(raw["labels"]),
+        correlation=None
+        if raw_correlation is None
+        else correlation_from_fields(raw_correlation),
     )
 
 
@@ -223,7 +233,7 @@ def decode_state(model: str, environment: str, data: bytes) -> ScopeState:
             state.tracks[(SeriesId.parse(t["series"]), t["phase"])] = (streak, firing, clear)
         state.cooldowns = {str(k): float(v) for k, v in doc["cooldowns"].items()}
         state.resolved = [_alert(model, environment, a) for a in doc["resolved"]]
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
+    except (KeyError, TypeError, AttributeError, ValueError) as err:  # JSONDecodeError too
         raise ValueError(f"alert state of {model}/{environment} is unreadable: {err}") from err
     return state
 

@@ -263,7 +263,7 @@ def cmd_quality_show(args: argparse.Namespace) -> int:
             cbpe += " DIVERGED"
         estimated = effects.get("estimated_error_rate_shift")
         estimated_shift = "-" if estimated is None else _bound(estimated)
-        if estimated_shift != "-":
+        if estimated is not None and estimated_shift != "-":
             estimated_shift = "~" + estimated_shift
             if _diverged(effects.get("error_rate_shift"), estimated):
                 estimated_shift += " DIVERGED"

@@ -31,8 +31,11 @@ JSON line (``"kind": "alert"``); fired alerts carry ``change_point``,
 (:mod:`sidecar.correlation`). Every event starts an impact check
 (:mod:`sidecar.impact`) on the simulated clock; its report is written as a
 ``"kind": "impact"`` line when decided, or when the input ends (then
-``inconclusive`` unless a regression was found). The simulated clock is the time of the latest line; checks happen
-on the grid ``k * check_interval``.
+``inconclusive`` unless a regression was found). A regression also fires an
+alert, as in the sidecar (``BaselinedImpactRegression``, labels ``event_id``,
+``event_type`` and ``impact_report``), written as an alert line and resolved
+after the policy's ``alert_seconds``. The simulated clock is the time of the
+latest line; checks happen on the grid ``k * check_interval``.
 
 Bad lines (not JSON, no ``kind``/``time``/``model``, time going backwards,
 wrong types) are skipped and counted (``strict=False``) or stop the replay with
@@ -179,6 +182,30 @@ class _Bad(Exception):
     """A line is bad; the message says why."""
 
 
+class _ImpactAlerts:
+    """Impact regressions as alerts: published on the replay's alerter (so they are
+    listed like the sidecar's) and written as alert lines (``emit``)."""
+
+    def __init__(self, alerter: Alerter, emit: Callable[[Alert], None]) -> None:
+        self._alerter = alerter
+        self._emit = emit
+        self._firing: set[str] = set()
+
+    def publish(self, alert: Alert) -> None:
+        if alert.fingerprint in self._firing:
+            return
+        self._alerter.publish(alert)
+        self._firing.add(alert.fingerprint)
+        self._emit(alert)
+
+    def retract(self, fingerprint: str) -> Alert | None:
+        resolved = self._alerter.retract(fingerprint)
+        self._firing.discard(fingerprint)
+        if resolved is not None:
+            self._emit(resolved)
+        return resolved
+
+
 class _Clock:
     """The simulated clock every component reads."""
 
@@ -311,6 +338,9 @@ class _Replayer:
                 clock=self.clock,
                 retention_seconds=_RETENTION,
                 seal_after=0.0,  # rows arrive in time order: a started bucket is final
+                # A regression fires an alert (and resolves it after alert_seconds)
+                # like the sidecar's: through the alerter, written as alert lines.
+                alerter=_ImpactAlerts(self.alerter, self.emit),
             )
             if impact is not None
             else None

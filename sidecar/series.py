@@ -196,17 +196,22 @@ def _fast_feed_works() -> bool:
 _FAST_FEED: Final = _fast_feed_works()
 
 
-def _feed(digest: fastdigest.TDigest, finite: npt.NDArray[np.float64]) -> None:
-    """Add finite values to ``digest``, as ``batch_update`` does.
+def _feed(
+    digest: fastdigest.TDigest, finite: npt.NDArray[np.float64], *, presorted: bool = False
+) -> None:
+    """Add finite values to ``digest`` (sorted already if ``presorted``), as
+    ``batch_update`` does.
 
-    ``batch_update`` turns every value into a Python float on its way in (~40 % of
-    its cost) and sorts with a scalar sort; numpy's vectorised sort plus a merge of
-    the sorted values as one-value centroids costs about 40 % less. The merged
-    digest differs from ``batch_update``'s only in how ties between centroids fall
+    ``batch_update`` turns every value into a Python float on its way in and sorts
+    with a scalar sort; numpy's sort plus a merge of the sorted values as one-value
+    centroids takes ~40 % fewer instructions (on AMD Zen 4, 35 % less CPU with
+    numpy's AVX2 sort, ~5 % with its AVX-512 sort, which is 3x slower there). The
+    merged digest differs from ``batch_update``'s only in where centroid bounds fall
     (it may hold one centroid more), with the same accuracy.
     """
     if _FAST_FEED and finite.size > 1:
-        digest.merge_inplace(_sorted_digest(np.sort(finite), int(digest.max_centroids)))
+        ordered = finite if presorted else np.sort(finite)
+        digest.merge_inplace(_sorted_digest(ordered, int(digest.max_centroids)))
     else:
         digest.batch_update(finite.data)
 
@@ -390,7 +395,7 @@ class NumericState:
         if self._digest is None:
             digest = fastdigest.TDigest(self._compression)
             if self._n:
-                _feed(digest, self._sorted_values())
+                _feed(digest, self._sorted_values(), presorted=True)
             self._digest = digest
         return self._digest
 
@@ -587,7 +592,7 @@ class NumericState:
             digest.max_centroids = compression
         if other.count:
             if other._values is not None:
-                _feed(digest, other._sorted_values())
+                _feed(digest, other._sorted_values(), presorted=True)
             else:
                 digest.merge_inplace(other.digest)
             self._merge_precision(other)
@@ -647,7 +652,7 @@ class NumericState:
         self._precision = None
         if self._n:
             values = self._sorted_values()
-            _feed(digest, values)
+            _feed(digest, values, presorted=True)
             _sketch_floats(self._hll, values)
         self._values = None
         self._n = self._sorted = 0

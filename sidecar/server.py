@@ -247,6 +247,7 @@ class Sidecar:
             clock=clock,
         )
         self.comparator.extra_findings = self.quality.findings
+        self.manager.on_freeze = self.quality.freeze  # quality side frozen with the baseline
         if telemetry is None and (settings.otel_exporter != "none" or settings.prometheus_metrics):
             telemetry = Telemetry.from_settings(settings)
         self.telemetry = telemetry

@@ -634,11 +634,13 @@ class RedisStore:
         return out
 
     def list_windows(self) -> list[tuple[str, str]]:
-        """The (model, environment) pairs with unexpired window data, sorted."""
+        """The (model, environment) pairs with unexpired window data, sorted. Hidden
+        lanes (an environment holding ``\\x1f``, e.g. the quality partials of
+        sidecar.outcomes) are not environments and are left out."""
         with self._errors():
             raw = cast(list[bytes], self._eval("list_windows", [self._windows_key()], []))
         pairs = [tuple(json.loads(item)) for item in raw]
-        return sorted((str(m), str(e)) for m, e in pairs)
+        return sorted((str(m), str(e)) for m, e in pairs if "\x1f" not in str(e))
 
     # -- window compaction (sidecar.compaction) ------------------------------------
 

@@ -464,12 +464,14 @@ class SQLiteStore:
         return True
 
     def list_windows(self) -> list[tuple[str, str]]:
-        """The (model, environment) pairs with unexpired window data, sorted."""
+        """The (model, environment) pairs with unexpired window data, sorted. Hidden
+        lanes (an environment holding ``\\x1f``, e.g. the quality partials of
+        sidecar.outcomes) are not environments and are left out."""
         now = self._clock()
         with self._locked() as conn:
             rows = conn.execute(
                 "SELECT DISTINCT model, environment FROM partials WHERE expires_at > ?"
-                " ORDER BY model, environment",
+                " AND instr(environment, char(31)) = 0 ORDER BY model, environment",
                 (now,),
             ).fetchall()
         return [(str(m), str(e)) for m, e in rows]

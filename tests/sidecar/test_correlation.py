@@ -60,10 +60,13 @@ def _scenario(
     factor: float = 1.3,
     fingerprint: bool = False,
     seed: int = 5,
+    baseline_seconds: float = 600.0,
+    live_before: float = 1200.0,
 ) -> list[str]:
-    """Baseline traffic two hours before T, a decoy deploy at T - 2 h, live traffic from
-    T - 20 min, a library update of "fraud" and a decoy config change of "ranker" at T,
-    and latency x ``factor`` on ``shifted_nodes`` from T + 60 s to T + 15 min.
+    """Baseline traffic two hours before T (``baseline_seconds`` long), a decoy deploy
+    at T - 2 h, live traffic from T - ``live_before``, a library update of "fraud" and
+    a decoy config change of "ranker" at T, and latency x ``factor`` on
+    ``shifted_nodes`` from T + 60 s to T + 15 min.
 
     With ``fingerprint`` every sample carries its node's fingerprint, numpy moving
     from 1.26.4 to 2.1.0 on the shifted nodes at T + 60 s."""
@@ -95,12 +98,15 @@ def _scenario(
                 line["fingerprint"] = {"lib.numpy": numpy, "k8s.node": name}
             out.append(json.dumps(line))
 
+    begin = T - 6500 - baseline_seconds
+    if begin < T - 7200:  # a long baseline: its start comes before the decoy deploy
+        samples(begin, T - 7200)
     event(T - 7200, "fraud", "deploy", commit="1a2b3c")  # decoy: two hours earlier
-    samples(T - 7100, T - 6500)
+    samples(max(begin, T - 7200), T - 6500)
     out.append(
         json.dumps({"kind": "freeze", "time": T - 6500, "model": "fraud", "environment": "prod"})
     )
-    samples(T - 1200, T)
+    samples(T - live_before, T)
     if not fingerprint:
         event(T, "fraud", "library_update", package="numpy", **{"from": "1.26.4", "to": "2.1.0"})
     event(T, "ranker", "config_change", key="batch_size")  # decoy: another model, same time
@@ -178,11 +184,28 @@ def test_fingerprints_in_samples_give_the_difference_and_corroborate_the_suspect
     diff = first["fingerprint_diff"]
     assert [(d["field"], d["from"], d["to"]) for d in diff] == [("lib.numpy", "1.26.4", "2.1.0")]
     assert diff[0]["share"] == pytest.approx(0.25)  # one node of four carries it
+    assert (diff[0]["nodes"], diff[0]["nodes_total"]) == (["gpu-7"], 1)  # and which one
     assert first["change_point"]["start"] <= diff[0]["time"] <= first["change_point"]["end"]
     top = first["suspects"][0]
     assert (top["type"], top["source"]) == ("library_update", "derived")
     assert top["components"]["fingerprint"] > 1.0
     assert "a fingerprint difference coincides with the shift" in top["reasons"]
+
+    # Attribution judges the buckets after the change point only: the shifted node's
+    # effect is the shift itself, undiluted by the 20 minutes of live traffic before
+    # it (over the whole epoch the alert's own slice reads p90 +12%, for a x1.5 shift).
+    assert first["attribution_since"] == first["change_point"]["start"]
+    verdicts = {v["value"]: v for v in first["attribution"] if v["attribute"] == "node"}
+    assert verdicts["gpu-7"]["verdict"] == SHIFTED
+    assert verdicts["gpu-7"]["estimate"] > 0.3 and verdicts["gpu-7"]["lower"] > 0.2
+    headline = first["series"][0]["effect"]
+    assert verdicts["gpu-7"]["estimate"] > 2 * headline["estimate"]
+    # The other nodes carry no shift. At this alert (about 300 s after the change point,
+    # ~1,500 values per node, on the alert's p90) their intervals are about +-8%, wider
+    # than the 5% guardrail: "unchanged" cannot be told yet, so they are inconclusive.
+    for other in ("gpu-1", "gpu-3", "gpu-5"):
+        assert verdicts[other]["verdict"] != SHIFTED, verdicts[other]
+        assert verdicts[other]["lower"] < 0.0 < verdicts[other]["upper"]
 
 
 def test_a_bad_fingerprint_in_a_sample_is_refused_naming_it() -> None:

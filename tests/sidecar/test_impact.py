@@ -495,10 +495,11 @@ def test_bad_requests_get_a_clear_status_and_message(
 # -- replay --------------------------------------------------------------------------------
 
 
-def _replay_lines(shift: float, *, n: int = 20_000, seed: int = 4) -> list[str]:
+def _replay_lines(shift: float, *, n: int = 20_000, seed: int = 4, tail: int = 0) -> list[str]:
+    """``n`` samples before an event and ``n + tail`` after it, ``x`` moved by ``shift``."""
     rng = np.random.default_rng(seed)
     lines: list[str] = []
-    for i in range(2 * n):
+    for i in range(2 * n + tail):
         t = T0 + i / RATE  # exact times: the event sits on a bucket boundary
         if i == n:
             lines.append(
@@ -530,8 +531,16 @@ def _replay_lines(shift: float, *, n: int = 20_000, seed: int = 4) -> list[str]:
 
 @pytest.mark.parametrize(("shift", "verdict"), [(0.0, "no_change"), (0.2, "regression")])
 def test_replay_writes_impact_lines_beside_alert_lines(shift: float, verdict: str) -> None:
+    """The input runs on 90 s past 20,000 samples after the event: a regression is
+    decided by then and fires an alert naming the event, resolved 30 s later
+    (``alert_seconds``) as the sidecar resolves it; no change fires nothing."""
     out = io.StringIO()
-    summary = replay(_replay_lines(shift), guardrails=Guardrails.load(None), out=out)
+    summary = replay(
+        _replay_lines(shift, tail=90 * RATE),
+        guardrails=Guardrails.load(None),
+        out=out,
+        impact=ImpactPolicy(alert_seconds=30.0),
+    )
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     impacts = [line for line in lines if line["kind"] == "impact"]
     assert {line["kind"] for line in lines} <= {"impact", "alert"}
@@ -540,10 +549,26 @@ def test_replay_writes_impact_lines_beside_alert_lines(shift: float, verdict: st
     assert line["event"]["type"] == "library_update" and line["event"]["id"] == "line-20001"
     assert line["samples_before"] == 20_000 and line["samples_after"] >= 20_000
     assert line["time"] >= line["event"]["time"] + 60.0  # the minimum wait, on the simulated clock
+    alerts = [a for a in lines if a["kind"] == "alert"]  # no baseline: impact alerts only
     if verdict == "regression":
         assert {e["signal"] for e in line["effects"] if e["tier"]} == {"x"}
+        firing, resolved = alerts
+        assert (firing["state"], resolved["state"]) == ("firing", "resolved")
+        for alert in alerts:
+            assert alert["fingerprint"] == firing["fingerprint"]
+            assert alert["labels"]["alertname"] == "BaselinedImpactRegression"
+            assert alert["labels"]["event_id"] == "line-20001"
+            assert alert["labels"]["event_type"] == "library_update"
+            assert alert["labels"]["impact_report"] == line["report_id"]
+            assert alert["labels"]["signal"] == "x"
+            assert "after library_update (line-20001)" in alert["summary"]
+            assert alert["series"][0]["signal"] == "x" and alert["series"][0]["tier"]
+        assert firing["time"] == line["time"]  # raised in the round that decided it
+        assert resolved["time"] >= firing["time"] + 30.0 and resolved["resolved_at"]
+        assert (summary.alerts_fired, summary.alerts_resolved) == (1, 1)
     else:
         assert all(e["within"] for e in line["effects"])
+        assert alerts == [] and summary.alerts_fired == 0
     assert summary.impact_reports == {verdict: 1}
     assert f"1 impact reports (1 {verdict})" in summary.describe()
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidecar import series as series_module
 from sidecar.series import (
     TAG_CATEGORICAL,
     TAG_NUMERIC,
@@ -631,3 +632,39 @@ def test_a_version_1_numeric_state_still_decodes() -> None:
 def test_numeric_state_refuses_a_bad_exact_limit(bad: Any) -> None:
     with pytest.raises(ValueError, match="exact_limit"):
         NumericState(exact_limit=bad)
+
+
+def _sketch_every_value(registers: np.ndarray, finite: np.ndarray) -> None:
+    """The distinct-value sketch update ranking every value (the reference)."""
+    z = np.multiply(finite.view(np.uint64), np.uint64(0x9E3779B97F4A7C15))
+    z ^= z >> np.uint64(29)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    p = series_module.HLL_PRECISION
+    index = (z >> np.uint64(64 - p)).astype(np.intp)
+    exponent = (z << np.uint64(p)).astype(np.float64).view(np.uint64) >> np.uint64(52)
+    ranks = np.clip(1087 - np.arange(2048), 1, 64 - p + 1).astype(np.uint8)
+    np.maximum.at(registers, index, ranks[exponent.astype(np.intp)])
+
+
+def test_the_distinct_sketch_ranks_only_what_may_raise_a_register_with_the_same_result() -> None:
+    rng = np.random.default_rng(11)
+    state = NumericState(exact_limit=0)
+    reference = np.zeros(1 << series_module.HLL_PRECISION, dtype=np.uint8)
+    for chunk in (rng.lognormal(0, 1, 4096), rng.integers(0, 50, 3000) * 0.5, _lognormal(3)):
+        state.add(chunk)
+        _sketch_every_value(reference, chunk)
+    precision = state.precision
+    assert precision is not None and 45_000 < precision.distinct < 60_000
+    registers = state._hll.registers  # type: ignore[union-attr]
+    np.testing.assert_array_equal(registers, reference)
+
+
+def test_values_reach_the_digest_through_the_sorted_merge() -> None:
+    # This fastdigest reads the layout the fast path writes; else batch_update serves.
+    assert series_module._FAST_FEED
+    state = NumericState(compression=100, exact_limit=0)
+    state.add(np.array([3.0, -1.0, 2.0, 2.0, 7.5]))
+    state.add(np.array([0.25]))
+    d = state.digest
+    assert (d.n_values, d.min(), d.max(), d.sum()) == (6, -1.0, 7.5, 13.75)
+    assert [m for m, _ in d.centroids] == [-1.0, 0.25, 2.0, 2.0, 3.0, 7.5]

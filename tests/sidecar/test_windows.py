@@ -367,3 +367,37 @@ def test_latest_fingerprint_per_model_and_environment(store: SQLiteStore) -> Non
     assert latest is not None
     latest.fields["lib.numpy"] = "changed by the caller"
     assert windows.fingerprint("fraud", "prod") == two
+
+
+def test_changing_signal_lists_and_refused_series_keep_every_count(store: SQLiteStore) -> None:
+    # Rows wait in per-(slice, signal list) blocks before they reach their states: a
+    # series in several lists, a refused one (max_series) and one admitted once room
+    # frees must all count exactly what an add per batch would.
+    clock = Clock(B + 90)
+    windows = Windows(SETTINGS.replace(max_series=2), store, clock=clock)
+    rng = np.random.default_rng(5)
+    a1, b1, a2, c2, b3, a3 = (rng.normal(size=n) for n in (3, 3, 4, 4, 5, 5))
+    windows.ingest(make_batch([B + 1.0] * 3, {"a": a1, "b": b1}))
+    windows.ingest(make_batch([B + 61.0] * 4, {"a": a2, "c": c2}))  # c: over max_series
+    windows.ingest(make_batch([B + 2.0] * 5, {"b": b3, "a": a3}))  # the same two, reordered
+    assert windows.stats()["values_refused"] == 4
+    windows.flush()
+    got = stored(store, B, B + 120)
+    assert set(got) == {(B, feature("a")), (B, feature("b")), (B + 60, feature("a"))}
+    assert got[(B, feature("a"))][0] == 8
+    assert got[(B, feature("a"))][3] == pytest.approx(np.concatenate([a1, a3]).mean())
+    assert got[(B, feature("b"))][3] == pytest.approx(np.concatenate([b1, b3]).mean())
+
+    # Bucket B leaves memory: only "a" stays in memory, so "c" now fits.
+    clock.now = B + 210
+    windows.ingest(make_batch([B + 181.0], {"a": [1.0]}))
+    windows.flush()
+    assert windows.stats()["buckets_in_memory"] == 2
+    c4 = rng.normal(size=6)
+    windows.ingest(make_batch([B + 62.0] * 6, {"a": np.zeros(6), "c": c4}))
+    windows.flush()
+    assert windows.stats()["values_refused"] == 4
+    got = stored(store, B + 60, B + 120)
+    assert got[(B + 60, feature("c"))][0] == 6
+    assert got[(B + 60, feature("c"))][3] == pytest.approx(c4.mean())
+    assert got[(B + 60, feature("a"))][0] == 10
