@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -216,10 +217,96 @@ def serve_sidecar(port_file: str, redis_url: str, prefix: str, name: str, real_c
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
+        debug = _MemoryDebug.from_env(sidecar)
+        if os.environ.get("BASELINED_SOAK_TRIM"):  # experiment: malloc_trim after flushes
+            import ctypes
+
+            trim = ctypes.CDLL("libc.so.6").malloc_trim
+
+            async def trimmer() -> None:
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), settings.flush_interval)
+                    await asyncio.to_thread(trim, 0)
+
+            trimming = asyncio.create_task(trimmer())
+        if debug is not None:
+            loop.add_signal_handler(signal.SIGUSR1, debug.dump)
+            task = asyncio.create_task(debug.run(stop))
         await stop.wait()
+        if debug is not None:
+            await task
         await sidecar.stop(5.0)
 
     asyncio.run(main())
+
+
+class _MemoryDebug:
+    """Memory diagnostics of the suite's sidecar child, for the soak (off by default).
+
+    ``BASELINED_TRACEMALLOC=PATH`` starts ``tracemalloc``
+    (``BASELINED_TRACEMALLOC_FRAMES`` frames, default 6) and every
+    ``BASELINED_TRACEMALLOC_INTERVAL`` seconds (default 60) and on ``SIGUSR1`` dumps
+    a snapshot to ``PATH.<seconds>.snap`` and appends one JSON line to ``PATH``:
+    seconds, RSS, traced bytes, the sizes of the sidecar's in-memory structures.
+    Compare two snapshots with ``python -m load_tests.suite --compare-snapshots A B``.
+    """
+
+    def __init__(self, sidecar: Any, path: str, frames: int, interval: float) -> None:
+        import tracemalloc
+
+        self.sidecar, self.path, self.interval = sidecar, path, interval
+        self.began = time.monotonic()
+        tracemalloc.start(frames)
+
+    @classmethod
+    def from_env(cls, sidecar: Any) -> _MemoryDebug | None:
+        path = os.environ.get("BASELINED_TRACEMALLOC")
+        if not path:
+            return None
+        frames = int(os.environ.get("BASELINED_TRACEMALLOC_FRAMES", "6"))
+        interval = float(os.environ.get("BASELINED_TRACEMALLOC_INTERVAL", "60"))
+        return cls(sidecar, path, frames, interval)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
+            self.dump()
+
+    def dump(self) -> None:
+        import tracemalloc
+
+        t = time.monotonic() - self.began
+        snap = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        snap.dump(f"{self.path}.{t:05.0f}.snap")
+        current, peak = tracemalloc.get_traced_memory()
+        line = {
+            "t": round(t, 1),
+            "rss_mb": round(_rss_mb(os.getpid()), 1),
+            "traced_mb": round(current / 2**20, 1),
+            "peak_mb": round(peak / 2**20, 1),
+            "windows": self.sidecar.windows.stats(),
+        }
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+
+def compare_snapshots(first: str, second: str, top: int = 25) -> None:
+    """Print the allocation sites (by traceback) that grew most between two snapshots."""
+    import tracemalloc
+
+    a, b = tracemalloc.Snapshot.load(first), tracemalloc.Snapshot.load(second)
+    total = sum(s.size for s in b.statistics("filename")) - sum(
+        s.size for s in a.statistics("filename")
+    )
+    print(f"traced growth {total / 2**20:+.2f} MB from {first} to {second}")
+    for stat in b.compare_to(a, "traceback")[:top]:
+        print(f"{stat.size_diff / 1024:+10.1f} KiB {stat.count_diff:+7d} blocks")
+        for frame in stat.traceback.format()[-8:]:
+            print("    " + frame)
 
 
 def soak_client(target: str, seconds: float, rate: float, report: str) -> None:
@@ -237,6 +324,8 @@ def soak_client(target: str, seconds: float, rate: float, report: str) -> None:
         for _ in range(step):
             fn(FEATURES)
         calls += step
+        if calls == step:  # loaded and calling: the parent's RSS samples start now
+            Path(report + ".ready").write_text(str(os.getpid()))
         ahead = began + calls / rate - now
         if ahead > 0:
             time.sleep(ahead)
@@ -678,10 +767,45 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return float(np.polyfit(xs, ys, 1)[0])
 
 
+SOAK_INTERVAL = 5.0  # seconds between RSS samples
+SOAK_WARMUP = 360.0  # s: the live windows fill (flushed buckets leave memory after 5 min)
+
+
+def soak_judgement(points: list[tuple[float, float]], warmup: float) -> dict[str, float]:
+    """The soak's verdict figures from (seconds, MB) samples: the samples from
+    ``warmup`` on are the steady state; growth compares the median of its first
+    third with the median of its last third (robust to the sawtooth of buckets
+    filling and leaving memory), and the least-squares slope is over the same samples.
+
+    >>> pts = [(float(t), 100.0 + (t % 60) / 6) for t in range(0, 600, 5)]
+    >>> j = soak_judgement(pts, 300.0)
+    >>> abs(j["growth"]) < 0.02, j["samples"]
+    (True, 60.0)
+    """
+    steady = [p for p in points if p[0] >= warmup]
+    if len(steady) < 3:
+        steady = points[len(points) // 3 :]
+    third = max(1, len(steady) // 3)
+    early = statistics.median(p[1] for p in steady[:third])
+    late = statistics.median(p[1] for p in steady[-third:])
+    return {
+        "from": steady[0][0],
+        "to": steady[-1][0],
+        "samples": float(len(steady)),
+        "early": early,
+        "late": late,
+        "growth": (late - early) / early,
+        "slope": _slope(steady),
+        "low": min(p[1] for p in steady),
+        "high": max(p[1] for p in steady),
+    }
+
+
 def item_soak(quick: bool, redis_url: str, seconds: float) -> list[Row]:
     prefix = f"blsuite-{uuid.uuid4().hex[:10]}"
     rate = 2000.0
-    interval = max(1.0, seconds / 60)
+    interval = min(SOAK_INTERVAL, max(0.5, seconds / 40))
+    warmup = min(SOAK_WARMUP, seconds / 2)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         sidecar, address = _spawn_sidecar(
@@ -703,9 +827,15 @@ def item_soak(quick: bool, redis_url: str, seconds: float) -> list[Row]:
             cwd=_ROOT,
         )
         samples: dict[str, list[tuple[float, float]]] = {"sidecar": [], "middleware": []}
-        began = time.monotonic()
-        progress(f"soak: {seconds:.0f} s at {rate:.0f} calls/s, RSS every {interval:.0f} s")
         try:
+            _wait_file(report + ".ready", client)  # imported, connected and calling
+            began = time.monotonic()
+            start = {"sidecar": _rss_mb(sidecar.pid), "middleware": _rss_mb(client.pid)}
+            progress(
+                f"soak: {seconds:.0f} s at {rate:.0f} calls/s, RSS every {interval:.0f} s,"
+                f" steady state from {warmup:.0f} s; at start sidecar {start['sidecar']:.1f} MB,"
+                f" middleware {start['middleware']:.1f} MB"
+            )
             last_note = began
             while client.poll() is None:
                 t = time.monotonic() - began
@@ -727,22 +857,24 @@ def item_soak(quick: bool, redis_url: str, seconds: float) -> list[Row]:
             _stop(sidecar)
             _delete_prefix(redis_url, prefix)
     progress(f"soak: middleware stats {stats}")
+    dump = os.environ.get("BASELINED_SOAK_SAMPLES")
+    if dump:  # every (seconds, MB) sample, for plots and for the README's notes
+        Path(dump).write_text(json.dumps({"start": start, "samples": samples}))
     for name, points in samples.items():
         if len(points) < 4:
             continue
-        warm = [p for p in points if p[0] >= 0.2 * seconds] or points
-        first, last = warm[0][1], warm[-1][1]
-        slope = _slope(warm)
-        growth = (last - first) / first
+        j = soak_judgement(points, warmup)
         rows.append(
             Row(
                 "soak",
-                f"{name} RSS over {seconds / 60:.0f} min at {rate:.0f} calls/s (after warm-up)",
-                f"{first:.1f} -> {last:.1f} MB ({growth * 100:+.1f} %), slope {slope:+.2f} MB/min",
+                f"{name} RSS over {seconds / 60:.0f} min at {rate:.0f} calls/s: median of"
+                f" the first vs last third of {j['from']:.0f}-{j['to']:.0f} s (steady state)",
+                f"{j['early']:.1f} -> {j['late']:.1f} MB ({j['growth'] * 100:+.1f} %),"
+                f" slope {j['slope']:+.2f} MB/min, range {j['low']:.1f}-{j['high']:.1f} MB",
                 "flat: <= +5 % after warm-up",
-                f"at start {points[0][1]:.1f} MB",
-                _verdict(growth <= 0.05),
-                growth,
+                f"at start {start[name]:.1f} MB",
+                _verdict(j["growth"] <= 0.05),
+                j["growth"],
             )
         )
     return rows
@@ -805,11 +937,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--real-clock", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--soak-client", metavar="TARGET", help=argparse.SUPPRESS)
     parser.add_argument("--soak-report", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--compare-snapshots",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        help="print the allocation sites that grew between two tracemalloc snapshots"
+        " (written by the sidecar child under BASELINED_TRACEMALLOC=PATH) and exit",
+    )
     parser.add_argument("--load-client", metavar="ADDRESS", help=argparse.SUPPRESS)
     parser.add_argument("--batches", type=int, default=200, help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.compare_snapshots:
+        compare_snapshots(*args.compare_snapshots)
+        return 0
     if args.serve_sidecar:
         serve_sidecar(args.serve_sidecar, args.redis, args.prefix, args.name, args.real_clock)
         return 0

@@ -300,7 +300,16 @@ def test_findings_hold_the_guarded_effects_as_the_reference_functions_give_them(
     for sid, finding in found.items():
         b, lv = BASE[finding.series], live[finding.series]
         if isinstance(b, NumericState) and isinstance(lv, NumericState):
-            ref = numeric_effects(b, lv, lambda _n: alpha_test, only=tuple(finding.effects))
+            # One-sided guardrails get one-sided quantile ends (effects.end_alpha).
+            rails = DEFAULTS.for_state(MODEL, finding.series.kind, finding.series.signal, False)
+            directions = {rail.effect: rail.direction for rail in rails}
+            ref = numeric_effects(
+                b,
+                lv,
+                lambda _n: alpha_test,
+                only=tuple(finding.effects),
+                direction_for=lambda n, d=directions: d.get(n, "both"),
+            )
         else:
             assert isinstance(b, CategoricalState) and isinstance(lv, CategoricalState)
             ref = categorical_effects(b, lv, lambda _n: alpha_test)

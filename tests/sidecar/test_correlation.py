@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from middleware import Client
 from sidecar.alerts import Alert, Alerter
 from sidecar.attribution import SHIFTED, UNCHANGED, SliceVerdict
+from sidecar.convert import alert_to_pb
 from sidecar.correlation import (
     LATE_FACTOR,
     ChangePointInfo,
@@ -30,19 +32,28 @@ from sidecar.correlation import (
     Correlator,
     FingerprintDifference,
     Suspect,
+    _where,
+    correlation_fields,
+    correlation_from_fields,
+    fingerprint_differences,
     rank_suspects,
     score_event,
     time_component,
 )
+from sidecar.events import EventLog
+from sidecar.fingerprints import FingerprintTracker
 from sidecar.guardrails import Guardrails, Tier
+from sidecar.lease import Fleet, decode_state, encode_state
 from sidecar.records import EventRecord, Kind, SeriesId
 from sidecar.replay import replay
 from sidecar.server import Sidecar
 from sidecar.settings import Settings
 from sidecar.sinks.base import alert_annotations
 from sidecar.sinks.otel import OTelLogSink
+from sidecar.stores.redis import RedisStore
 from sidecar.stores.sqlite import SQLiteStore
-from tests.sidecar.test_alerts import finding, result
+from tests.sidecar.test_alerts import ENV, MODEL, finding, result
+from tests.stores import FakeClock
 
 _T = TypeVar("_T")
 
@@ -517,3 +528,168 @@ def test_list_alerts_returns_suspects_after_record_event_and_shifted_traffic(
     assert top.score > alert.suspects[1].score
     assert set(top.components) == {"time", "scope", "type", "fingerprint"}
     assert not alert.correlation_error
+
+
+# -- fleet mode: the stored alert state keeps the hints ----------------------------------
+
+
+def test_a_new_leader_and_a_non_leader_list_the_alert_with_its_suspects(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Two sidecars' stores and alerters on one real Redis: the leader correlates and
+    fires; the non-leader's fleet view and, after a takeover, the new leader's own
+    copy of the alert carry the same suspects, attribution and change point."""
+    clock = FakeClock()
+    stores = [RedisStore(redis_url, prefix=redis_prefix, clock=clock) for _ in range(2)]
+    leader = Alerter(clock=clock, consecutive=1, correlate=lambda f, r: _correlation())
+    other = Alerter(clock=clock, consecutive=1)  # has no correlator of its own
+    targets = [(MODEL, ENV)]
+    fleet_a = Fleet(stores[0], leader, holder="a", ttl=30.0, targets=lambda: targets)
+    fleet_b = Fleet(stores[1], other, holder="b", ttl=30.0, targets=lambda: targets)
+    try:
+        assert fleet_a.leads(MODEL, ENV) and not fleet_b.leads(MODEL, ENV)
+        (fired,) = leader.observe(result(finding(Tier.MODERATE), at=clock.now))
+        assert fired.correlation == _correlation()
+
+        fleet_b.refresh()  # ListAlerts on the non-leader: the stored state
+        (viewed,) = other.alerts(MODEL, ENV)
+        assert viewed.fingerprint == fired.fingerprint
+        assert viewed.correlation == _correlation()
+        listed = alert_to_pb(viewed)
+        assert [s.event_id for s in listed.suspects] == ["ev-1"]
+        assert listed.attribution_summary == "latency_seconds p99 +18.0% only on node=gpu-7"
+
+        fleet_a.close()  # the leader stops: b takes over with the stored state
+        assert fleet_b.leads(MODEL, ENV) and fleet_b.takeovers == 1
+        (taken,) = other.alerts(MODEL, ENV)
+        assert taken.correlation is not None
+        assert [s.event_id for s in taken.correlation.suspects] == ["ev-1"]
+        assert taken.correlation == _correlation()
+        clock.now += 10  # still firing: refreshed, not raised again, hints kept
+        assert other.observe(result(finding(Tier.MODERATE), at=clock.now)) == []
+        (kept,) = other.alerts(MODEL, ENV)
+        assert kept.correlation == _correlation() and kept.updated_at == clock.now
+    finally:
+        fleet_b.close()
+        for store in stores:
+            store.close()
+
+
+def test_alert_states_saved_without_hints_still_load() -> None:
+    """A state saved by a sidecar that did not store the correlation (older
+    version) loads with ``correlation`` None; one with it round-trips."""
+    alerter = Alerter(clock=lambda: T, consecutive=1, correlate=lambda f, r: _correlation())
+    alerter.observe(result(finding(Tier.SEVERE), at=T))
+    encoded = encode_state(alerter.export_scope(MODEL, ENV))
+    (_, firing, _) = next(iter(decode_state(MODEL, ENV, encoded).tracks.values()))
+    assert firing is not None and firing.correlation == _correlation()
+    doc = json.loads(encoded)
+    for track in doc["tracks"]:
+        del track["firing"]["correlation"]
+    (_, old, _) = next(iter(decode_state(MODEL, ENV, json.dumps(doc).encode()).tracks.values()))
+    assert old is not None and old.correlation is None
+    assert old.fingerprint == firing.fingerprint
+    doc["tracks"][0]["firing"]["correlation"] = {"suspects": [{"event_id": "x"}]}
+    with pytest.raises(ValueError, match="unreadable"):
+        decode_state(MODEL, ENV, json.dumps(doc).encode())
+
+
+# -- fingerprint differences name their nodes ---------------------------------------------
+
+
+def test_a_library_update_lists_the_nodes_that_carry_it_bounded() -> None:
+    clock = _Clock(T - 600)
+    store = SQLiteStore(":memory:", clock=clock)
+    log = EventLog(store, clock=clock)
+    tracker = FingerprintTracker(log, clock=clock)
+    nodes = [f"gpu-{i:02d}" for i in range(14)]
+    for i, node in enumerate(nodes):  # 14 instances, one per node (their node_change events)
+        fields = {"lib.numpy": "1.26", "k8s.node": node}
+        tracker.observe("fraud", "prod", f"pod-{i}", fields, clock.now)
+    clock.now = T  # a new flood window: the update is an event of its own
+
+    def updates() -> list[EventRecord]:
+        return log.list("fraud", "prod", types=["library_update"])
+
+    for i, node in enumerate(nodes[:2]):
+        tracker.observe("fraud", "prod", f"pod-{i}", {"lib.numpy": "2.1", "k8s.node": node}, T + 1)
+    (event,) = updates()
+    assert (event.attributes["nodes"], event.attributes["nodes_carrying"]) == ("gpu-00,gpu-01", "2")
+    (diff,) = fingerprint_differences(updates(), T, T + 2)
+    assert (diff.nodes, diff.nodes_total) == (("gpu-00", "gpu-01"), 2)
+    assert diff.describe() == "numpy 1.26 -> 2.1 on nodes gpu-00, gpu-01 (14% of instances)"
+    # Where the shift is: those nodes, since only part of the fleet carries the update.
+    where = _where(finding(Tier.MINOR), [], [diff])
+    assert where["node"] == frozenset({"gpu-00", "gpu-01"})
+
+    for i, node in enumerate(nodes):  # the whole fleet moves: at most 10 listed
+        tracker.observe("fraud", "prod", f"pod-{i}", {"lib.numpy": "2.1", "k8s.node": node}, T + 2)
+    (diff,) = fingerprint_differences(updates(), T, T + 3)
+    assert diff.nodes == tuple(nodes[:10]) and diff.nodes_total == 14
+    assert diff.describe().endswith("gpu-09 and 4 more (100% of instances)")
+    assert "node" not in _where(finding(Tier.MINOR), [], [diff])  # everywhere: not a place
+    fields = correlation_fields(Correlation(change_point=None, fingerprint_diff=(diff,)))
+    assert fields["fingerprint_diff"][0]["nodes"] == nodes[:10]
+    assert correlation_from_fields(fields).fingerprint_diff == (diff,)
+    store.close()
+
+
+# -- attribution: after the change point, or the epoch --------------------------------------
+
+
+def test_attribution_uses_the_epoch_findings_without_a_change_point() -> None:
+    store = SQLiteStore(":memory:")
+    correlator = Correlator(store, Guardrails.load(None), lambda e, s, t: [], bucket_seconds=10)
+    gpu7 = SeriesId("*", "node=gpu-7", Kind.LATENCY, "latency_seconds")
+    gpu1 = SeriesId("*", "node=gpu-1", Kind.LATENCY, "latency_seconds")
+    shifted = finding(Tier.MODERATE, series=gpu7)
+    calm = finding(None, series=gpu1, estimate=0.0, lower=-0.02, upper=0.02)
+    compared = result(shifted, calm, at=T)
+    none = ChangePointInfo(T - 3600, T - 3600, T, estimated=False)
+    verdicts, since = correlator.attribution(shifted, compared, "p99_rel", none)
+    assert since == compared.window_start
+    assert [(v.value, v.verdict) for v in verdicts] == [("gpu-7", SHIFTED), ("gpu-1", UNCHANGED)]
+    # A change point, but no buckets of the series after it in the store: the epoch again.
+    found = ChangePointInfo(T - 60, T - 70, T - 50, estimated=True)
+    assert correlator.attribution(shifted, compared, "p99_rel", found) == (verdicts, since)
+    store.close()
+
+
+# -- replay on a clock that starts near 0 ------------------------------------------------------
+
+
+def test_a_replay_starting_near_time_zero_correlates_without_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Simulated times under a day made the suspect look-back start before 0, which
+    the event listing refuses ("start and end must be unix seconds"): each alert
+    went out without hints and a warning was logged."""
+    rng = np.random.default_rng(3)
+    lines: list[str] = []
+
+    def samples(start: float, end: float, factor: float = 1.0) -> None:
+        n = int((end - start) * 10)
+        for i, x in enumerate(rng.lognormal(3.0, 0.3, n)):
+            line = {"kind": "sample", "time": start + i / 10, "model": "m", "signals": {}}
+            line["signals"] = {"latency_ms": float(x * factor)}
+            line["signal_kinds"] = {"latency_ms": "latency"}
+            lines.append(json.dumps(line))
+
+    samples(0.0, 600.0)
+    lines.append(json.dumps({"kind": "freeze", "time": 600.0, "model": "m"}))
+    samples(600.0, 900.0)
+    lines.append(json.dumps({"kind": "event", "time": 900.0, "model": "m", "type": "deploy"}))
+    samples(900.0, 1500.0, factor=1.4)
+    with caplog.at_level(logging.WARNING):
+        alerts = _replay(lines)
+    firing = [
+        a
+        for a in alerts
+        if a["state"] == "firing" and a["labels"]["alertname"] == "BaselinedRegression"
+    ]  # the deploy's impact regression fires too, without hints
+    assert firing
+    assert "cannot correlate" not in caplog.text
+    for alert in firing:
+        assert "correlation_error" not in alert
+        assert alert["change_point"]["estimated"]
+        assert alert["suspects"][0]["type"] == "deploy"

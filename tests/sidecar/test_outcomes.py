@@ -16,8 +16,9 @@ import middleware
 from middleware.outcomes import outcome_sender
 from sidecar.cli import main
 from sidecar.guardrails import Guardrails
-from sidecar.outcomes import LABELLED, Outcome, Outcomes
+from sidecar.outcomes import LABELLED, Outcome, Outcomes, quality_lane
 from sidecar.settings import Settings
+from sidecar.stats.quality import CalibrationState
 from sidecar.stores import RedisStore, SQLiteStore
 from sidecar.stores.base import Store
 from sidecar.windows import Windows
@@ -248,3 +249,45 @@ def test_middleware_record_outcome_sends_sampled_only(served: Running) -> None:
     assert outcome_sender(off).stats().not_sampled == 1
     shadow.close(0.1)
     off.close(0.1)
+
+
+def test_hidden_quality_lanes_are_not_listed_as_environments(store: Store) -> None:
+    outcomes = engine(store)
+    assert outcomes.windows is not None
+    outcomes.windows.ingest(batch(["a", "b"], [0.9, 0.2]))
+    CLOCK.now += 60
+    assert outcomes.record([Outcome("fraud", "a", 1), Outcome("fraud", "b", 0)]).joined == 2
+    outcomes.flush()
+    outcomes.windows.flush()
+    # the calibration states are there, in their hidden lane ...
+    hidden = store.read_partials("fraud", quality_lane("prod"), 0, int(CLOCK.now) + 3600)
+    assert hidden and any(k.endswith(LABELLED) for p in hidden for k in p.series)
+    # ... but nothing lists that lane as an environment
+    assert store.list_windows() == [("fraud", "prod")]
+
+
+def test_freeze_over_grpc_freezes_the_quality_side(served: Running) -> None:
+    store = served.sidecar.store
+    now = time.time()
+    ids = [f"q{i}" for i in range(10)]
+    served.ingest.IngestBatch(batch(ids, [0.9] * 5 + [0.3] * 5, t=now - 120), timeout=10)
+    stub = pb_grpc.OutcomesStub(served.channel)
+    labels = [pb.OutcomeRecord(model="fraud", request_id=i, class_index=1) for i in ids]
+    answer = stub.RecordOutcomes(iter([pb.OutcomeBatch(outcomes=labels)]), timeout=10)
+    assert answer.joined == 10
+    frozen = served.baselines.FreezeBaseline(
+        pb.FreezeBaselineRequest(
+            model="fraud", environment="prod", name="q", reason="test", actor="t", end=now + 60
+        ),
+        timeout=10,
+    )
+    # Not promoted, never compared: the quality side was stored by the freeze itself.
+    lane = "prod\x1fquality-baseline"
+    stored = [p for p in store.read_partials("fraud", lane, 0, 1) if p.writer == frozen.id]
+    assert len(stored) == 1
+    key = f"*\x1f{LABELLED}"
+    state = CalibrationState.decode(stored[0].series[key])
+    assert state.count == 10 and state.error_rate() == pytest.approx(0.5)
+    # one audited action: the freeze (no entry of its own for the quality side)
+    entries = [e for e in store.list_audit("fraud", "prod", 100) if e.target == frozen.id]
+    assert [e.action for e in entries] == ["freeze"]

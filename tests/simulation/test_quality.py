@@ -27,6 +27,13 @@ from sidecar.replay import ReplaySummary, replay
 DAY = 86400.0
 LABELS_TO_ECE_ALERT = 4000
 """Stated detection budget: labelled live samples before the ECE alert fires."""
+FAIRNESS_BASELINE = 45_000
+FAIRNESS_LIVE = 30_000
+LABELS_TO_FAIRNESS_ALERT = 30_000
+"""Stated detection budget of the fairness scenario (one of three regions' error rate
+doubles from 10% to 20%, default guardrails, a baseline of 45,000 labelled samples):
+labelled live samples (all regions) before the fairness-gap alert fires. Measured with
+seed 3: 16,670."""
 
 
 def _run(
@@ -162,59 +169,86 @@ def test_calibration_drift_alerts_on_ece_not_error_rate() -> None:
     everything = _slice(summary)
     assert everything.effects["error_rate_shift"].lower < 0.01  # accuracy nearly unchanged
     assert everything.effects["ece_shift"].lower > 0.02
+    # CBPE read the lower confidences as more errors (an estimated-error alert), and the
+    # labels that landed contradict it: the report says so.
+    assert "estimated_error_rate_shift" in fired_effects
+    assert everything.effects["estimated_error_rate_shift"].lower > 0.01
+    assert everything.estimate_diverged is True
 
     twin, twin_alerts, _ = _calibration_scenario(5, drift=False)
     assert twin_alerts == []
     assert twin.outcomes.joined == 14000
 
 
-@pytest.mark.slow
-def test_fairness_gap_names_the_region() -> None:
-    rng = np.random.default_rng(3)
-    # The gap is judged on its own bounds (not against the baseline): a model states the
-    # gap it tolerates. Here 3 points (minor); the default is 5.
-    guardrails = Guardrails.from_mapping(
-        {
-            "models": {
-                "m": {
-                    "outcomes": {"fairness": ["region"]},
-                    "signals": {"fairness": {"fairness_gap_error_rate": {"minor": 0.03}}},
-                }
-            }
-        }
-    )
+def _fairness_scenario(
+    seed: int, base_eu: float, live_eu: float
+) -> tuple[ReplaySummary, list[dict[str, Any]], list[float]]:
+    """Three regions, one labelled prediction a second (so the live epoch never ages
+    out), labels 30 s later: FAIRNESS_BASELINE labelled samples, a freeze, then
+    FAIRNESS_LIVE. Every region errs 10% of the time except eu: ``base_eu`` before
+    the freeze, ``live_eu`` after. DEFAULT guardrails (only the attribute configured)."""
+    rng = np.random.default_rng(seed)
+    guardrails = Guardrails.from_mapping({"models": {"m": {"outcomes": {"fairness": ["region"]}}}})
     lines = []
+    live_label_times: list[float] = []
     t = 0.0
     regions = ("eu", "us", "apac")
-    n_base, n_live = 6000, 24000
-    for i in range(n_base + n_live):
-        t += 5.0
+    for i in range(FAIRNESS_BASELINE + FAIRNESS_LIVE):
+        t += 1.0
         region = regions[i % 3]
-        error = 0.2 if (region == "eu" and i >= n_base) else 0.1
+        live = i >= FAIRNESS_BASELINE
+        error = (live_eu if live else base_eu) if region == "eu" else 0.1
         positive = rng.uniform() < 0.5
-        score = 0.9 if positive else 0.1
         correct = rng.uniform() >= error
         label = int(positive) if correct else int(not positive)
-        lines.append(_sample(t, f"r{i}", score, region))
+        lines.append(_sample(t, f"r{i}", 0.9 if positive else 0.1, region))
         lines.append(_outcome(t + 30.0, f"r{i}", label))
-        if i == n_base - 1:
+        if live:
+            live_label_times.append(t + 30.0)
+        if i == FAIRNESS_BASELINE - 1:
             lines.append(
                 (t + 60.0, {"kind": "freeze", "time": t + 60.0, "model": "m", "name": "base"})
             )
             t += 100.0
     summary, alerts = _run(lines, guardrails)
-    fairness = [
-        s
+    return summary, alerts, live_label_times
+
+
+def _fairness_alerts(alerts: list[dict[str, Any]]) -> list[tuple[float, dict[str, Any]]]:
+    return [
+        (a["time"], s)
         for a in alerts
         if a["state"] == "firing"
         for s in a["series"]
-        if s["signal"] == "fairness_gap_error_rate" and s.get("effect") is not None
+        if s["signal"].startswith("fairness_gap") and s.get("effect") is not None
     ]
+
+
+@pytest.mark.slow
+def test_fairness_gap_shift_names_the_region_with_default_guardrails() -> None:
+    summary, alerts, label_times = _fairness_scenario(3, base_eu=0.1, live_eu=0.2)
+    fairness = _fairness_alerts(alerts)
     assert fairness, "no fairness-gap alert"
-    assert {s["slice"] for s in fairness} == {"region=eu"}
+    assert {s["slice"] for _, s in fairness} == {"region=eu"}
+    assert {s["effect"]["name"] for _, s in fairness} == {"fairness_gap_error_rate_shift"}
+    labelled = sum(1 for t in label_times if t <= fairness[0][0])
+    assert labelled <= LABELS_TO_FAIRNESS_ALERT, f"fairness alert after {labelled} labels"
     (report,) = summary.quality
-    gap = next(g for attr, g in report.fairness if g.metric == "error_rate")
-    assert gap.worst == "eu" and gap.lower > 0.03
+    gap = next(f for f in report.fairness if f.metric == "error_rate")
+    assert gap.live.worst == "eu" and gap.shift.lower > 0.03  # the default minor guardrail
+    assert gap.baseline.lower == 0.0  # the baseline had no provable gap
+
+
+@pytest.mark.slow
+def test_fairness_gap_the_baseline_already_had_raises_nothing() -> None:
+    """The no-change twin: eu errs 20% before and after the freeze. The absolute gap is
+    as large as in the scenario above (and provably > 0), but it is not new."""
+    summary, alerts, _ = _fairness_scenario(3, base_eu=0.2, live_eu=0.2)
+    assert _fairness_alerts(alerts) == []
+    (report,) = summary.quality
+    gap = next(f for f in report.fairness if f.metric == "error_rate")
+    assert gap.live.worst == "eu" and gap.live.lower > 0.03  # the gap is there ...
+    assert gap.shift.lower < 0.0 < gap.shift.upper  # ... and unchanged
 
 
 def _cbpe_scenario(seed: int, overconfident: bool) -> ReplaySummary:
@@ -247,3 +281,63 @@ def test_cbpe_divergence_reported_when_miscalibrated() -> None:
     assert everything.cbpe_check.diverged is True
     assert everything.error_rate is not None
     assert everything.error_rate > everything.cbpe_check.upper  # more errors than confidences say
+
+
+LABELS_SLOW = 30 * DAY
+SAMPLES_TO_CBPE_ALERT = 1000
+"""Stated detection budget of the slow-label scenario: sampled live predictions
+(none labelled yet) before the estimated error-rate alert fires."""
+
+
+def _slow_label_scenario(seed: int, drift: bool) -> tuple[list[dict[str, Any]], list[float]]:
+    """A labelled, calibrated baseline (scores ~ Beta(0.6, 0.6)); after the freeze the
+    labels take a month (none land during the run) and, when ``drift``, the model grows
+    less sure (scores ~ Beta(3, 3), still calibrated: it really errs more)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    live_times: list[float] = []
+    t = 0.0
+    n_base, n_live = 6000, 4000
+    for i in range(n_base + n_live):
+        t += 10.0
+        live = i >= n_base
+        p = float(rng.beta(3.0, 3.0) if (drift and live) else rng.beta(0.6, 0.6))
+        y = int(rng.uniform() < p)
+        lines.append(_sample(t, f"r{i}", p))
+        lines.append(_outcome(t + (LABELS_SLOW if live else 60.0), f"r{i}", y))
+        if live:
+            live_times.append(t)
+        if i == n_base - 1:
+            lines.append(
+                (t + 120.0, {"kind": "freeze", "time": t + 120.0, "model": "m", "name": "base"})
+            )
+            t += 200.0
+    end = t + 600.0
+    _, alerts = _run([(tt, obj) for tt, obj in lines if tt <= end], Guardrails.load(None))
+    return alerts, live_times
+
+
+@pytest.mark.slow
+def test_cbpe_alerts_before_labels_land_and_its_twin_stays_quiet() -> None:
+    alerts, sample_times = _slow_label_scenario(8, drift=True)
+    estimated = [
+        (a["time"], s)
+        for a in alerts
+        if a["state"] == "firing"
+        for s in a["series"]
+        if s.get("effect") is not None and s["effect"]["name"] == "estimated_error_rate_shift"
+    ]
+    assert estimated, "the less confident model raised no estimated error-rate alert"
+    assert estimated[0][1]["signal"] == "cbpe"  # marked as an estimate
+    sampled = sum(1 for t in sample_times if t <= estimated[0][0])
+    assert sampled <= SAMPLES_TO_CBPE_ALERT, f"CBPE alert after {sampled} sampled predictions"
+    realized = {
+        s["effect"]["name"]
+        for a in alerts
+        for s in a["series"]
+        if s.get("effect") is not None and s["signal"] == "calibration"
+    }
+    assert realized == set()  # no live labels: nothing realized to alert on
+
+    twin, _ = _slow_label_scenario(8, drift=False)
+    assert twin == []

@@ -19,7 +19,9 @@ from sidecar.stats.quality import (
     CalibrationState,
     cbpe,
     ece_radius,
+    estimated_error_shift,
     fairness_gap,
+    fairness_gap_shift,
     quality_effects,
 )
 
@@ -416,6 +418,96 @@ def test_fairness_gap_on_calibration_and_with_too_few_slices() -> None:
     assert gap.worst == "c" and gap.lower > 0.0
     one = fairness_gap({"a": calibrated["a"], "empty": CalibrationState()}, "ece", 0.01)
     assert one.worst is None and math.isnan(one.lower)
+
+
+def _grow(rng: np.random.Generator, states: dict[str, CalibrationState], errors: dict[str, float],
+          n: int) -> None:  # fmt: skip
+    for name, error in errors.items():
+        states[name].add(np.full(n, 0.9), (rng.random(n) >= error).astype(np.float64))
+
+
+def test_fairness_gap_shift_ignores_an_old_gap_and_catches_a_new_one() -> None:
+    """A gap the baseline had (eu at 20% on both sides, 15,000 labels per region) never
+    clears 0, checked every 500 labels per region up to 12,000, in 20 seeds; the same gap
+    appearing after the freeze (eu 10% -> 20%) clears the default minor guardrail (0.03)
+    in every seed."""
+    alpha = 0.01 / 30  # the quality family's alpha split over a model's tests
+    old_gap_crossings, detected = 0, []
+    for seed in range(20):
+        rng = np.random.default_rng(900 + seed)
+        for base_eu, live_eu in ((0.2, 0.2), (0.1, 0.2)):
+            base = {r: CalibrationState() for r in ("eu", "us", "apac")}
+            _grow(rng, base, {"eu": base_eu, "us": 0.1, "apac": 0.1}, 15_000)
+            live = {r: CalibrationState() for r in base}
+            found = None
+            for step in range(24):
+                _grow(rng, live, {"eu": live_eu, "us": 0.1, "apac": 0.1}, 500)
+                _, gap_l, shift = fairness_gap_shift(base, live, "error_rate", alpha)
+                assert shift.lower <= shift.estimate <= shift.upper
+                assert shift.name == "fairness_gap_error_rate_shift"
+                if base_eu == live_eu and (shift.lower > 0.0 or shift.upper < 0.0):
+                    old_gap_crossings += 1
+                    break
+                if base_eu != live_eu and found is None and shift.lower >= 0.03:
+                    found = 500 * (step + 1)
+            if base_eu == live_eu:
+                assert gap_l.lower > 0.0  # the absolute gap is real, and old
+            else:
+                detected.append(found)
+    assert old_gap_crossings == 0
+    assert all(n is not None for n in detected), detected
+    print("fairness shift: labels per region to clear 0.03:", detected)
+    assert max(n for n in detected if n is not None) <= 12_000  # labels per region
+
+
+def test_fairness_gap_shift_compares_shared_slices_only() -> None:
+    rng = np.random.default_rng(17)
+    base = {r: _region(rng, 3000, 0.1) for r in ("eu", "us")}
+    live = {r: _region(rng, 3000, 0.1) for r in ("eu", "us")}
+    live["new"] = _region(rng, 3000, 0.5)  # not in the baseline: left out of both gaps
+    _, gap_l, shift = fairness_gap_shift(base, live, "error_rate", 0.01)
+    assert {q.name for q in gap_l.slices} == {"eu", "us"} and shift.upper > 0.0 > shift.lower
+    _, _, none = fairness_gap_shift({"eu": base["eu"]}, live, "ece", 0.01)
+    assert none.name == "fairness_gap_ece_shift" and math.isnan(none.lower)
+
+
+def _confidences(rng: np.random.Generator, n: int, a: float) -> CalibrationState:
+    p = rng.beta(a, a, n)
+    s = CalibrationState()
+    s.add_unlabelled(np.maximum(p, 1.0 - p))
+    return s
+
+
+def test_estimated_error_shift_quiet_without_change_and_detects_less_confidence() -> None:
+    alpha, crossings, detected = 0.01, 0, 0
+    for seed in range(40):
+        rng = np.random.default_rng(1300 + seed)
+        base = _confidences(rng, 5000, 0.6)
+        same = CalibrationState()
+        unsure = CalibrationState()
+        for _ in range(20):  # checked every 250 predictions up to 5,000
+            same.merge(_confidences(rng, 250, 0.6))
+            unsure.merge(_confidences(rng, 250, 3.0))
+            e = estimated_error_shift(base, same, alpha, top=0.5)
+            crossings += e.lower > 0.0 or e.upper < 0.0
+        e = estimated_error_shift(base, unsure, alpha, top=0.5)
+        assert e.name == "estimated_error_rate_shift" and e.unit == "share"
+        # exact: E[min(p, 1 - p)] under Beta(3, 3) minus under Beta(0.6, 0.6)
+        truth = _min_mean(3.0) - _min_mean(0.6)
+        assert e.lower <= truth <= e.upper
+        detected += e.lower > 0.01
+    assert crossings == 0 and detected == 40
+    empty = estimated_error_shift(CalibrationState(), base, alpha)
+    assert math.isnan(empty.estimate)
+    with pytest.raises(InvalidInput, match="top"):
+        estimated_error_shift(base, base, alpha, top=0.0)
+
+
+def _min_mean(a: float) -> float:
+    """E[min(p, 1 - p)] for p ~ Beta(a, a), numerically."""
+    x = np.linspace(0.0, 0.5, 200_001)
+    density = stats.beta.pdf(x, a, a)
+    return float(2.0 * np.trapezoid(x * density, x))
 
 
 # --- confidence-based performance estimation -----------------------------------------------------
