@@ -310,6 +310,8 @@ def _correlation_to_pb(correlation: Correlation) -> dict[str, Any]:
                 share=-1.0 if d.share is None else d.share,
                 node=d.node,
                 event_id=d.event_id,
+                nodes=list(d.nodes),
+                nodes_total=d.nodes_total,
             )
             for d in correlation.fingerprint_diff
         ],
@@ -331,6 +333,7 @@ def _correlation_to_pb(correlation: Correlation) -> dict[str, Any]:
         ],
         "attribution_summary": correlation.attribution_summary,
         "correlation_error": correlation.error,
+        "attribution_since": correlation.attribution_since,
     }
 
 

@@ -79,8 +79,8 @@ if TYPE_CHECKING:
 __all__ = [
     "IMPACT_ALERT_NAME",
     "IMPACT_EVENT_NAME",
-    "AlertPublisher",
     "IMPACT_SPAN_NAME",
+    "AlertPublisher",
     "ImpactChecker",
     "ImpactPolicy",
     "ImpactTelemetry",
@@ -415,9 +415,7 @@ class ImpactChecker:
         bs = self.bucket_seconds
         end = math.floor(check.event.time / bs) * bs
         start = math.floor(check.event.time - self.policy.lookback)
-        grouped = read_grouped(
-            self._store, check.event.model, check.environment, start, end, _zero
-        )
+        grouped = read_grouped(self._store, check.event.model, check.environment, start, end, _zero)
         states: dict[SeriesId, _State] = {}
         for sid, parts in grouped.get(0, {}).items():
             for blob in parts:

@@ -192,9 +192,7 @@ def _alert(model: str, environment: str, raw: Mapping[str, Any]) -> Alert:
         summary=raw["summary"],
         playbook_url=raw["playbook_url"],
         labels=dict(raw["labels"]),
-        correlation=None
-        if raw_correlation is None
-        else correlation_from_fields(raw_correlation),
+        correlation=None if raw_correlation is None else correlation_from_fields(raw_correlation),
     )
 
 

@@ -527,7 +527,7 @@ class SeriesFinding(_message.Message):
     def __init__(self, version: _Optional[str] = ..., slice: _Optional[str] = ..., signal: _Optional[str] = ..., kind: _Optional[_Union[SignalKind, str]] = ..., effects: _Optional[_Iterable[_Union[Effect, _Mapping]]] = ..., severity: _Optional[_Union[Severity, str]] = ..., baseline_count: _Optional[int] = ..., live_count: _Optional[int] = ..., phase: _Optional[str] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("fingerprint", "model", "environment", "severity", "state", "started_at", "updated_at", "resolved_at", "baseline_id", "window_start", "window_end", "series", "summary", "playbook_url", "labels", "change_point", "suspects", "fingerprint_diff", "attribution", "attribution_summary", "correlation_error")
+    __slots__ = ("fingerprint", "model", "environment", "severity", "state", "started_at", "updated_at", "resolved_at", "baseline_id", "window_start", "window_end", "series", "summary", "playbook_url", "labels", "change_point", "suspects", "fingerprint_diff", "attribution", "attribution_summary", "correlation_error", "attribution_since")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -556,6 +556,7 @@ class Alert(_message.Message):
     ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTION_SUMMARY_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_SINCE_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     model: str
     environment: str
@@ -577,7 +578,8 @@ class Alert(_message.Message):
     attribution: _containers.RepeatedCompositeFieldContainer[SliceAttribution]
     attribution_summary: str
     correlation_error: str
-    def __init__(self, fingerprint: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., state: _Optional[_Union[AlertState, str]] = ..., started_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., resolved_at: _Optional[float] = ..., baseline_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., series: _Optional[_Iterable[_Union[SeriesFinding, _Mapping]]] = ..., summary: _Optional[str] = ..., playbook_url: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., change_point: _Optional[_Union[AlertChangePoint, _Mapping]] = ..., suspects: _Optional[_Iterable[_Union[Suspect, _Mapping]]] = ..., fingerprint_diff: _Optional[_Iterable[_Union[FingerprintDifference, _Mapping]]] = ..., attribution: _Optional[_Iterable[_Union[SliceAttribution, _Mapping]]] = ..., attribution_summary: _Optional[str] = ..., correlation_error: _Optional[str] = ...) -> None: ...
+    attribution_since: float
+    def __init__(self, fingerprint: _Optional[str] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., state: _Optional[_Union[AlertState, str]] = ..., started_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., resolved_at: _Optional[float] = ..., baseline_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., series: _Optional[_Iterable[_Union[SeriesFinding, _Mapping]]] = ..., summary: _Optional[str] = ..., playbook_url: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., change_point: _Optional[_Union[AlertChangePoint, _Mapping]] = ..., suspects: _Optional[_Iterable[_Union[Suspect, _Mapping]]] = ..., fingerprint_diff: _Optional[_Iterable[_Union[FingerprintDifference, _Mapping]]] = ..., attribution: _Optional[_Iterable[_Union[SliceAttribution, _Mapping]]] = ..., attribution_summary: _Optional[str] = ..., correlation_error: _Optional[str] = ..., attribution_since: _Optional[float] = ...) -> None: ...
 
 class AlertChangePoint(_message.Message):
     __slots__ = ("time", "start", "end", "estimated", "statistic", "score", "before_count", "after_count", "signal", "slice")
@@ -648,7 +650,7 @@ class Suspect(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., type: _Optional[str] = ..., time: _Optional[float] = ..., model: _Optional[str] = ..., environment: _Optional[str] = ..., version: _Optional[str] = ..., node: _Optional[str] = ..., image: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., score: _Optional[float] = ..., components: _Optional[_Mapping[str, float]] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FingerprintDifference(_message.Message):
-    __slots__ = ("field", "from_value", "to_value", "time", "share", "node", "event_id")
+    __slots__ = ("field", "from_value", "to_value", "time", "share", "node", "event_id", "nodes", "nodes_total")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     FROM_VALUE_FIELD_NUMBER: _ClassVar[int]
     TO_VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -656,6 +658,8 @@ class FingerprintDifference(_message.Message):
     SHARE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     field: str
     from_value: str
     to_value: str
@@ -663,7 +667,9 @@ class FingerprintDifference(_message.Message):
     share: float
     node: str
     event_id: str
-    def __init__(self, field: _Optional[str] = ..., from_value: _Optional[str] = ..., to_value: _Optional[str] = ..., time: _Optional[float] = ..., share: _Optional[float] = ..., node: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    nodes_total: int
+    def __init__(self, field: _Optional[str] = ..., from_value: _Optional[str] = ..., to_value: _Optional[str] = ..., time: _Optional[float] = ..., share: _Optional[float] = ..., node: _Optional[str] = ..., event_id: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., nodes_total: _Optional[int] = ...) -> None: ...
 
 class SliceAttribution(_message.Message):
     __slots__ = ("attribute", "value", "verdict", "effect", "estimate", "lower", "upper", "unit", "guardrail", "tier", "live_count")
