@@ -14,13 +14,16 @@ When an alert fires (or escalates) :class:`Correlator` enriches it with a
 - the **suspects**: change events of every model in the environment within
   ``lookback`` seconds before the change point and ``after`` seconds after it,
   ranked by :func:`score_event` (documented in ``docs/correlation.md``);
-- the **slice attribution** (:mod:`sidecar.attribution`).
+- the **slice attribution** (:mod:`sidecar.attribution`): each slice of the
+  alert's signal compared afresh with the baseline over the buckets after the
+  change point's start (:meth:`Correlator.attribution`), or the epoch's
+  findings when no change point was estimated.
 
 Enrichment never stops an alert: any failure is logged and the alert goes out
 with ``Correlation.error`` set.
 
->>> time_component(100.0, (150.0, 170.0), 60.0)
-0.625
+>>> round(time_component(100.0, (150.0, 170.0), 60.0), 3)  # 50 s before: 1 / (1 + 50/60)
+0.545
 """
 
 from __future__ import annotations

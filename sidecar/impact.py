@@ -177,7 +177,7 @@ def samples_for_width(n: float, width: float, target: float) -> float:
     samples shrinks to ``target``, taking widths to scale like sqrt(log n / n).
 
     >>> round(samples_for_width(10_000, 0.04, 0.02) / 10_000, 1)
-    4.9
+    4.7
     """
     if not (n > 1 and width > 0 and target > 0):
         return math.inf
