@@ -224,10 +224,18 @@ def serve_sidecar(port_file: str, redis_url: str, prefix: str, name: str, real_c
             trim = ctypes.CDLL("libc.so.6").malloc_trim
 
             async def trimmer() -> None:
+                took: list[float] = []
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), settings.flush_interval)
+                    t = time.perf_counter()
                     await asyncio.to_thread(trim, 0)
+                    took.append(time.perf_counter() - t)
+                    if len(took) % 30 == 0:
+                        progress(
+                            f"malloc_trim: {len(took)} calls, median"
+                            f" {statistics.median(took) * 1e3:.2f} ms, max {max(took) * 1e3:.2f} ms"
+                        )
 
             trimming = asyncio.create_task(trimmer())
         if debug is not None:

@@ -650,6 +650,8 @@ class Windows:
                     block = self._block(window, bucket, version, label, signals, rows)
                 elif block.refused:
                     self._counts["values_refused"] += block.refused * rows
+                if not block.admitted:
+                    continue
                 block.parts.append(numeric)
                 block.rows += rows
                 dirty.update(block.admitted)
