@@ -22,8 +22,19 @@ Items (``--only NAME``, repeatable):
 - ``fleet``: 8 sidecar processes and 8 load clients on one Redis: total
   records/s and Redis CPU (``INFO cpu`` deltas); bare: 1 sidecar, 1 client.
 - ``soak``: a sidecar process and a middleware process (rate 1.0) under steady
-  load for ``--soak-seconds`` (default 600); RSS of both sampled over time:
-  first vs last and the slope after warm-up.
+  load for ``--soak-seconds`` (default 600); RSS of both sampled every 5 s from
+  the moment the middleware is loaded and calling ("at start"). The first 6
+  minutes (half the run if shorter) are warm-up: the live windows fill until
+  flushed buckets start leaving memory. Growth compares the median RSS of the
+  first third of the remaining samples with the median of the last third (the
+  sawtooth of buckets filling and emptying makes single samples misleading);
+  the least-squares slope and the range are printed too. Diagnostics, by
+  environment variable: ``BASELINED_SOAK_SAMPLES=FILE`` writes every sample as
+  JSON; ``BASELINED_TRACEMALLOC=PATH`` makes the sidecar child dump tracemalloc
+  snapshots (see ``_MemoryDebug``; compare two with ``--compare-snapshots``);
+  ``BASELINED_SOAK_TRIM=1`` makes it call glibc's ``malloc_trim(0)`` every flush
+  interval (an experiment; the sidecar itself pins glibc's mmap threshold,
+  ``sidecar/memory.py``).
 
 Redis is the shared server at ``--redis`` (default ``redis://127.0.0.1:6379/0``);
 every key written is under a unique prefix and deleted afterwards (never FLUSHDB).
@@ -191,7 +202,9 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 
 
 def serve_sidecar(port_file: str, redis_url: str, prefix: str, name: str, real_clock: bool) -> None:
-    """Child: a sidecar on Redis until SIGTERM (then it flushes and exits)."""
+    """Child: a sidecar on Redis until SIGTERM (then it flushes and exits), with the
+    process settings of ``baselined serve`` (the pinned mmap threshold)."""
+    from sidecar.memory import pin_mmap_threshold
     from sidecar.server import Sidecar
     from sidecar.settings import Settings
     from sidecar.stores import RedisStore
@@ -206,6 +219,7 @@ def serve_sidecar(port_file: str, redis_url: str, prefix: str, name: str, real_c
         otel_exporter="none",
     )
     clock: Callable[[], float] = time.time if real_clock else (lambda: T0 + 60.0)
+    pin_mmap_threshold()
 
     async def main() -> None:
         sidecar = Sidecar(settings, store=RedisStore(redis_url, prefix=prefix), clock=clock)
@@ -218,6 +232,7 @@ def serve_sidecar(port_file: str, redis_url: str, prefix: str, name: str, real_c
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         debug = _MemoryDebug.from_env(sidecar)
+        helpers: list[asyncio.Task[None]] = []
         if os.environ.get("BASELINED_SOAK_TRIM"):  # experiment: malloc_trim after flushes
             import ctypes
 
@@ -237,13 +252,13 @@ def serve_sidecar(port_file: str, redis_url: str, prefix: str, name: str, real_c
                             f" {statistics.median(took) * 1e3:.2f} ms, max {max(took) * 1e3:.2f} ms"
                         )
 
-            trimming = asyncio.create_task(trimmer())
+            helpers.append(asyncio.create_task(trimmer()))
         if debug is not None:
             loop.add_signal_handler(signal.SIGUSR1, debug.dump)
-            task = asyncio.create_task(debug.run(stop))
+            helpers.append(asyncio.create_task(debug.run(stop)))
         await stop.wait()
-        if debug is not None:
-            await task
+        for helper in helpers:
+            await helper
         await sidecar.stop(5.0)
 
     asyncio.run(main())

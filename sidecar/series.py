@@ -144,7 +144,7 @@ def _sketch_floats(hll: _HyperLogLog, finite: npt.NDArray[np.float64]) -> None:
     index = (z >> np.uint64(64 - p)).astype(np.intp)
     z <<= np.uint64(p)
     # Superset of the values that raise a register (float rounding below only lowers ranks).
-    rising = np.flatnonzero(z <= _RANK_REACH[hll.registers[index]])
+    rising = np.flatnonzero(z <= _RANK_REACH[hll.registers][index])
     if not rising.size:
         return
     exponent = z[rising].astype(np.float64).view(np.uint64) >> _SHIFT_EXPONENT

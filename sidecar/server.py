@@ -61,6 +61,7 @@ from sidecar.impact import ImpactChecker, ImpactPolicy, ImpactTelemetry
 from sidecar.impact_service import ImpactService
 from sidecar.kserve import KServeIngest
 from sidecar.lease import Fleet, fleet_enabled
+from sidecar.memory import pin_mmap_threshold
 from sidecar.outcomes import Outcomes
 from sidecar.outcomes_service import OutcomesService
 from sidecar.quality_view import QualityMonitor
@@ -749,6 +750,7 @@ def run(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    pin_mmap_threshold()  # RSS near the working set (sidecar.memory); glibc only
     try:
         return asyncio.run(_serve(settings))
     except KeyboardInterrupt:  # a signal before the handlers were installed
