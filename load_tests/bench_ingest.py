@@ -18,6 +18,9 @@ busy sidecar).
 Run: ``python load_tests/bench_ingest.py [--batches 200] [--repeat 5] [--grpc]
 [--clients 2] [--warmup 1] [--exact-limit N] [--no-slices] [--skip-in-process]``.
 Budget (DESIGN.md): >= 250,000 records/s of 20 signals per core, end to end.
+On AMD Zen 4, numpy's AVX-512 sort (the largest single cost of a digest update)
+is ~3x slower than its AVX2 sort: compare with
+``NPY_DISABLE_CPU_FEATURES=X86_V4,AVX512_ICL`` set (``docs/digest-format.md``).
 """
 
 from __future__ import annotations
@@ -330,7 +333,7 @@ def client(address: str, count: int, *, slices: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[0].split()),
         epilog="Budget (DESIGN.md): >= 250,000 records/s of 20 signals per sidecar core,"
         " end to end over gRPC.",
     )

@@ -23,7 +23,7 @@ Items (``--only NAME``, repeatable):
   records/s and Redis CPU (``INFO cpu`` deltas); bare: 1 sidecar, 1 client.
 - ``soak``: a sidecar process and a middleware process (rate 1.0) under steady
   load for ``--soak-seconds`` (default 600); RSS of both sampled every 5 s from
-  the moment the middleware is loaded and calling ("at start"). The first 6
+  the moment the middleware is loaded and calling ("at start"). The first 5
   minutes (half the run if shorter) are warm-up: the live windows fill until
   flushed buckets start leaving memory. Growth compares the median RSS of the
   first third of the remaining samples with the median of the last third (the
@@ -33,8 +33,8 @@ Items (``--only NAME``, repeatable):
   JSON; ``BASELINED_TRACEMALLOC=PATH`` makes the sidecar child dump tracemalloc
   snapshots (see ``_MemoryDebug``; compare two with ``--compare-snapshots``);
   ``BASELINED_SOAK_TRIM=1`` makes it call glibc's ``malloc_trim(0)`` every flush
-  interval (an experiment; the sidecar itself pins glibc's mmap threshold,
-  ``sidecar/memory.py``).
+  interval (an experiment); ``BASELINED_SOAK_UNPINNED=1`` leaves glibc's mmap
+  threshold dynamic (``baselined serve`` pins it: ``sidecar/memory.py``).
 
 Redis is the shared server at ``--redis`` (default ``redis://127.0.0.1:6379/0``);
 every key written is under a unique prefix and deleted afterwards (never FLUSHDB).
@@ -219,7 +219,8 @@ def serve_sidecar(port_file: str, redis_url: str, prefix: str, name: str, real_c
         otel_exporter="none",
     )
     clock: Callable[[], float] = time.time if real_clock else (lambda: T0 + 60.0)
-    pin_mmap_threshold()
+    if not os.environ.get("BASELINED_SOAK_UNPINNED"):
+        pin_mmap_threshold()
 
     async def main() -> None:
         sidecar = Sidecar(settings, store=RedisStore(redis_url, prefix=prefix), clock=clock)
@@ -791,7 +792,7 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 
 SOAK_INTERVAL = 5.0  # seconds between RSS samples
-SOAK_WARMUP = 360.0  # s: the live windows fill (flushed buckets leave memory after 5 min)
+SOAK_WARMUP = 300.0  # s: the live windows fill (flushed buckets leave memory by then)
 
 
 def soak_judgement(points: list[tuple[float, float]], warmup: float) -> dict[str, float]:
