@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import math
 import os
@@ -795,31 +796,50 @@ SOAK_INTERVAL = 5.0  # seconds between RSS samples
 SOAK_WARMUP = 300.0  # s: the live windows fill (flushed buckets leave memory by then)
 
 
-def soak_judgement(points: list[tuple[float, float]], warmup: float) -> dict[str, float]:
-    """The soak's verdict figures from (seconds, MB) samples: the samples from
-    ``warmup`` on are the steady state; growth compares the median of its first
-    third with the median of its last third (robust to the sawtooth of buckets
-    filling and leaving memory), and the least-squares slope is over the same samples.
+def soak_judgement(
+    points: list[tuple[float, float]], warmup: float, period: float = 60.0
+) -> dict[str, float]:
+    """The soak's verdict figures from (seconds, MB) samples taken at a steady pace.
+
+    The samples from ``warmup`` on are the steady state. RSS there is a sawtooth
+    of ``period`` (a bucket filling, then leaving memory), so single samples
+    mislead: growth compares the median of the steady state's first third with
+    the median of its last third, each rounded down to whole periods (at least
+    one) so that both see every phase of the tooth alike. The least-squares
+    slope (MB a minute) is over the whole periods. Runs shorter than a period
+    (``--quick``) use plain thirds of the samples.
 
     >>> pts = [(float(t), 100.0 + (t % 60) / 6) for t in range(0, 600, 5)]
     >>> j = soak_judgement(pts, 300.0)
-    >>> abs(j["growth"]) < 0.02, j["samples"]
-    (True, 60.0)
+    >>> round(j["growth"], 6), j["samples"], j["window"]
+    (0.0, 60.0, 60.0)
     """
     steady = [p for p in points if p[0] >= warmup]
     if len(steady) < 3:
         steady = points[len(points) // 3 :]
-    third = max(1, len(steady) // 3)
-    early = statistics.median(p[1] for p in steady[:third])
-    late = statistics.median(p[1] for p in steady[-third:])
+    gap = statistics.median(b[0] - a[0] for a, b in itertools.pairwise(steady))
+    t0, t1 = steady[0][0], steady[-1][0] + gap  # the span the samples stand for
+    whole = math.floor((t1 - t0) / period + 1e-9)
+    if whole >= 1:
+        window = max(1, whole // 3) * period
+        first = [p for p in steady if p[0] < t0 + window - 1e-9]
+        last = [p for p in steady if p[0] >= t1 - window - 1e-9]
+        fitted = [p for p in steady if p[0] < t0 + whole * period - 1e-9]
+    else:
+        third = max(1, len(steady) // 3)
+        first, last, fitted = steady[:third], steady[-third:], steady
+        window = third * gap
+    early = statistics.median(p[1] for p in first)
+    late = statistics.median(p[1] for p in last)
     return {
         "from": steady[0][0],
         "to": steady[-1][0],
         "samples": float(len(steady)),
+        "window": window,
         "early": early,
         "late": late,
         "growth": (late - early) / early,
-        "slope": _slope(steady),
+        "slope": _slope(fitted),
         "low": min(p[1] for p in steady),
         "high": max(p[1] for p in steady),
     }
@@ -884,6 +904,7 @@ def item_soak(quick: bool, redis_url: str, seconds: float) -> list[Row]:
     dump = os.environ.get("BASELINED_SOAK_SAMPLES")
     if dump:  # every (seconds, MB) sample, for plots and for the README's notes
         Path(dump).write_text(json.dumps({"start": start, "samples": samples}))
+    span = f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
     for name, points in samples.items():
         if len(points) < 4:
             continue
@@ -891,8 +912,8 @@ def item_soak(quick: bool, redis_url: str, seconds: float) -> list[Row]:
         rows.append(
             Row(
                 "soak",
-                f"{name} RSS over {seconds / 60:.0f} min at {rate:.0f} calls/s: median of"
-                f" the first vs last third of {j['from']:.0f}-{j['to']:.0f} s (steady state)",
+                f"{name} RSS over {span} at {rate:.0f} calls/s: median of the first vs"
+                f" last {j['window']:.0f} s of {j['from']:.0f}-{j['to']:.0f} s (steady state)",
                 f"{j['early']:.1f} -> {j['late']:.1f} MB ({j['growth'] * 100:+.1f} %),"
                 f" slope {j['slope']:+.2f} MB/min, range {j['low']:.1f}-{j['high']:.1f} MB",
                 "flat: <= +5 % after warm-up",
