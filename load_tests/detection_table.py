@@ -9,7 +9,11 @@ acceptance scenarios it runs smaller shifts (0.1 and 0.05 standard deviations,
 p99 +5 %) to show where the method's limit lies. Each scenario's no-change twin
 (same seeds, no injection) is run too; its column must read 0.
 
-Run: ``python load_tests/detection_table.py [--seeds 5]``.
+Run: ``python load_tests/detection_table.py [--seeds 5] [--only latency]
+[--config guardrails.toml] [--baseline-exact-limit N] [--rank-v-opt V]``.
+``--config`` measures other guardrail weights or ``live_exact_limit``;
+``--baseline-exact-limit`` and ``--rank-v-opt`` are what-ifs (frozen baselines keep
+the ``exact_limit`` setting; the rank sequences' tuning is a constant).
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
 
 from sidecar.guardrails import Guardrails  # noqa: E402
+from sidecar.stats import sequences  # noqa: E402
 from tests.simulation.scenarios import (  # noqa: E402
     COUNTRY,
     LATENCY,
     SCENARIOS,
+    Outcome,
     Scenario,
     X,
     mean_shift,
     new_category,
+    parallel_map,
     run_stream,
     tail_stretch,
 )
@@ -49,11 +56,45 @@ TABLE: list[tuple[Scenario, int]] = [
 ]
 
 
+# What the worker processes run (forked after these are set; injections are closures,
+# which do not pickle): (guardrails, scenario, live samples, changed, baseline exact limit).
+_JOB: list[tuple[Guardrails, Scenario, int, bool, int | None]] = []
+
+
+def _run(seed: int) -> Outcome:
+    guardrails, s, live, changed, baseline_exact = _JOB[0]
+    return run_stream(
+        seed,
+        guardrails,
+        baseline=s.baseline,
+        live=live,
+        step=s.step,
+        inject=s.inject if changed else None,
+        baseline_exact_limit=baseline_exact,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 100, 101, ... (default 5)")
+    parser.add_argument("--only", default="", help="run the scenarios whose name contains this")
+    parser.add_argument("--config", default="", help="guardrails TOML (default: the defaults)")
+    parser.add_argument(
+        "--baseline-exact-limit",
+        type=int,
+        default=None,
+        help="what-if: baseline values kept exactly (default: the exact_limit setting)",
+    )
+    parser.add_argument(
+        "--rank-v-opt",
+        type=float,
+        default=None,
+        help=f"what-if: intrinsic time of the rank sequences (default {sequences.RANK_V_OPT:g})",
+    )
     args = parser.parse_args()
-    guardrails = Guardrails.load(None)
+    if args.rank_v_opt is not None:
+        sequences.RANK_V_OPT = args.rank_v_opt  # type: ignore[misc]
+    guardrails = Guardrails.load(args.config or None)
     seeds = list(range(100, 100 + args.seeds))
     print(
         f"{'scenario':<20}{'baseline':>9}{'budget':>9}{'every':>7}  {'median delay':<26}"
@@ -61,30 +102,19 @@ def main() -> None:
     )
     began = time.perf_counter()
     for scenario, horizon in TABLE:
+        if args.only not in scenario.name:
+            continue
         delays: list[int | None] = []
         wrong = 0
-        for seed in seeds:
-            outcome = run_stream(
-                seed,
-                guardrails,
-                baseline=scenario.baseline,
-                live=horizon,
-                step=scenario.step,
-                inject=scenario.inject,
-            )
+        exact = args.baseline_exact_limit
+        _JOB[:] = [(guardrails, scenario, horizon, True, exact)]
+        for outcome in parallel_map(_run, seeds):
             if outcome.detected_at is not None and outcome.series != scenario.series:
                 wrong += 1
             delays.append(outcome.detected_at)
-        twins = 0
-        for seed in seeds:
-            twin = run_stream(
-                seed,
-                guardrails,
-                baseline=scenario.baseline,
-                live=min(horizon, max(scenario.limit, 4 * scenario.step)),
-                step=scenario.step,
-            )
-            twins += twin.detected_at is not None
+        twin_live = min(horizon, max(scenario.limit, 4 * scenario.step))
+        _JOB[:] = [(guardrails, scenario, twin_live, False, exact)]
+        twins = sum(twin.detected_at is not None for twin in parallel_map(_run, seeds))
         found = sorted(d for d in delays if d is not None)
         if len(found) * 2 > len(delays):
             # The median of all seeds; undetected seeds count as beyond the horizon.

@@ -13,10 +13,18 @@ computes every effect of :data:`~sidecar.stats.effects.NUMERIC_EFFECTS` /
 :data:`~sidecar.stats.effects.CATEGORICAL_EFFECTS`, each at the same alpha per test.
 
 The false-alarm budget ``alpha`` holds per (model, environment) per epoch. It is
-split (Bonferroni) evenly over the family of tests fixed by the baseline and
+split (weighted Bonferroni) over the family of tests fixed by the baseline and
 the guardrails: every guarded effect of every baseline series (of every phase,
 for seasonal models) is one test, whether live data for it arrived yet or not,
-so ``alpha_per_test = alpha / tests`` cannot change within an epoch.
+with its guardrail's ``weight`` (1 unless configured; the latency p99 defaults to
+:data:`~sidecar.guardrails.LATENCY_P99_WEIGHT`). ``alpha_per_test = alpha / (sum
+of the weights)`` is the alpha of a test of weight 1 (a test of weight w gets w
+times that), so the tests' alphas add up to ``alpha`` and cannot change within
+an epoch.
+
+Live numeric series with a quantile guardrail are merged with a raised exact
+limit (``Guardrails.live_exact_limit``): exact bucket states stay exact up to that
+many values, so their quantile bounds carry no digest slack.
 
 Seasonal models (``[models.<m>] seasonality``) are compared phase by phase: a
 seasonal baseline stores each series also per phase (slice ``"<slice>@NN"``),
@@ -134,12 +142,18 @@ def _order(sid: SeriesId) -> tuple[str, str, str, str]:
     return (sid.version, sid.slice, sid.kind.value, sid.signal)
 
 
-def count_tests(base: Iterable[tuple[SeriesId, State]], guardrails: Guardrails, model: str) -> int:
-    """The family size: guarded effects summed over the baseline series given."""
+def count_tests(
+    base: Iterable[tuple[SeriesId, State]], guardrails: Guardrails, model: str
+) -> float:
+    """The family's size in alpha shares: the weights of the guarded effects summed
+    over the baseline series given (the number of tests when every weight is 1)."""
     rails = guardrails.for_state
-    return sum(
-        len(rails(model, sid.kind, sid.signal, isinstance(state, CategoricalState)))
-        for sid, state in base
+    return float(
+        sum(
+            rail.weight
+            for sid, state in base
+            for rail in rails(model, sid.kind, sid.signal, isinstance(state, CategoricalState))
+        )
     )
 
 
@@ -152,7 +166,8 @@ def build_evaluator(
     full: bool = False,
 ) -> EffectEvaluator[SeriesKey]:
     """The evaluator of ``base``'s series (keyed by :data:`SeriesKey`): their guarded
-    effects (every effect when ``full``), each test at ``alpha_test``.
+    effects (every effect when ``full``), each test at ``alpha_test`` times its
+    guardrail's weight (unguarded effects: weight 1).
 
     Its baseline side costs about as much as a few comparisons; build it once per
     baseline (and phase) and pass it to :func:`compare_states`.
@@ -160,6 +175,7 @@ def build_evaluator(
     names: dict[SeriesKey, tuple[str, ...]] = {}
     states: dict[SeriesKey, State] = {}
     directions: dict[tuple[SeriesKey, str], str] = {}
+    weights: dict[tuple[SeriesKey, str], float] = {}
     for sid, state in base.items():
         key = (sid.slice, sid.kind, sid.signal)
         categorical = isinstance(state, CategoricalState)
@@ -170,10 +186,11 @@ def build_evaluator(
             names[key] = tuple(dict.fromkeys(rail.effect for rail in rails))
         for rail in rails:  # a one-sided test spends its alpha on one end of the interval
             directions[(key, rail.effect)] = rail.direction
+            weights[(key, rail.effect)] = weights.get((key, rail.effect), 0.0) + rail.weight
         states[key] = state
 
-    def alpha_for(_key: SeriesKey, _name: str) -> float:
-        return alpha_test
+    def alpha_for(key: SeriesKey, name: str) -> float:
+        return min(alpha_test * weights.get((key, name), 1.0), 0.5)
 
     def direction_for(key: SeriesKey, name: str) -> str:
         return directions.get((key, name), "both")
@@ -189,15 +206,16 @@ def compare_states(
     alpha: float,
     *,
     phase: str = "",
-    tests: int | None = None,
+    tests: float | None = None,
     evaluator: EffectEvaluator[SeriesKey] | None = None,
 ) -> tuple[list[SeriesFinding], float]:
     """Compare each live series with the baseline series of the same slice, kind
     and signal (versions are ignored: live data is all versions merged).
 
-    ``alpha`` is the family's budget; it is split evenly over ``tests`` tests
-    (default: the guarded effects of all of ``base``). Returns the findings,
-    sorted by series, and the alpha of each test. Series without a baseline
+    ``alpha`` is the family's budget; it is split over ``tests`` weight units
+    (default: the weights of the guarded effects of all of ``base``, see
+    :func:`count_tests`). Returns the findings, sorted by series, and the alpha of
+    a test of weight 1. Series without a baseline
     counterpart, of another type, or with no live values yield no finding; a
     series without guardrails yields one without effects. ``evaluator`` (from
     :func:`build_evaluator` on ``base`` with this alpha per test) saves building
@@ -354,7 +372,7 @@ class _Baseline:
 
     id: str
     phases: dict[str, dict[SeriesId, State]]
-    tests: int
+    tests: float
     seasonal: bool
     # (phase, alpha per test, full) -> evaluator of that phase's series, built on first use
     evaluators: dict[tuple[str, float, bool], EffectEvaluator[SeriesKey]] = field(
@@ -514,19 +532,24 @@ class Comparator:
         if live is None or (live.baseline_id, live.epoch_start) != (baseline_id, start):
             live = _Live(baseline_id, start, first, {})
         seal = max(live.sealed_through, min(through, math.floor(now - self.seal_after)))
+        limit = self.guardrails.exact_limit_for
         if seal > live.sealed_through:
             newly = read_grouped(self._store, model, environment, live.sealed_through, seal, group)
             for g, series in newly.items():
                 target = live.groups.setdefault(g, {})
                 for sid, parts in series.items():
-                    merge_into(target, sid, merge_encoded(parts))
+                    exact = limit(model, sid.kind, sid.signal)
+                    merge_into(target, sid, merge_encoded(parts, exact_limit=exact))
             live.sealed_through = seal
         with self._lock:
             self._live[key] = live
         recent = read_grouped(self._store, model, environment, seal, through, group)
         out: dict[int, dict[SeriesId, State]] = {}
         for g in sorted(set(live.groups) | set(recent)):
-            merged = {sid: merge_encoded(parts) for sid, parts in recent.get(g, {}).items()}
+            merged = {
+                sid: merge_encoded(parts, exact_limit=limit(model, sid.kind, sid.signal))
+                for sid, parts in recent.get(g, {}).items()
+            }
             for sid, state in live.groups.get(g, {}).items():
                 if sid in merged:
                     merge_into(merged, sid, state)  # merged holds fresh copies: safe to mutate

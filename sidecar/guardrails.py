@@ -37,6 +37,8 @@ __all__ = [
     "DEFAULTS",
     "DIRECTIONS",
     "QUALITY_EFFECTS",
+    "LATENCY_P99_WEIGHT",
+    "LIVE_EXACT_LIMIT",
     "Guardrail",
     "Guardrails",
     "Seasonality",
@@ -59,6 +61,9 @@ QUALITY_EFFECTS = (
     "fairness_gap_error_rate_shift",
     "fairness_gap_ece_shift",
     "estimated_error_rate_shift",
+)
+_QUANTILE_NAMES = frozenset(
+    f"p{level}_{unit}" for level in ("50", "90", "99", "999") for unit in ("rel", "abs")
 )
 _EFFECTS = _NUMERIC_NAMES | _CATEGORICAL_NAMES | frozenset(QUALITY_EFFECTS)
 
@@ -84,6 +89,9 @@ class Guardrail:
     minor: float
     moderate: float
     severe: float
+    # Share of the family's alpha, relative to the other tests (weighted Bonferroni:
+    # a test gets alpha x weight / the family's total weight).
+    weight: float = 1.0
 
     def threshold(self, tier: Tier) -> float:
         """The guardrail of ``tier``."""
@@ -121,8 +129,20 @@ class Seasonality:
         return int((t % self.period) // self.phase_seconds) % self.phases
 
 
-def _g(effect: str, direction: str, minor: float, moderate: float, severe: float) -> Guardrail:
-    return Guardrail(effect, direction, minor, moderate, severe)
+def _g(
+    effect: str, direction: str, minor: float, moderate: float, severe: float, weight: float = 1.0
+) -> Guardrail:
+    return Guardrail(effect, direction, minor, moderate, severe, weight)
+
+
+#: Default alpha weight of the latency p99 test (docs/statistics.md "Alpha budget"): a
+#: tail quantile needs ~100 times the values of a median to be known as well, so it
+#: gets a larger share of the family's alpha; every other default test weighs 1.
+LATENCY_P99_WEIGHT = 4.0
+
+#: Default exact limit of live series with a quantile guardrail when the comparator
+#: merges an epoch's buckets (``live_exact_limit``): 262,144 values, 2 MiB per series.
+LIVE_EXACT_LIMIT = 262_144
 
 
 _MISSING = _g("missing_rate", "up", 1.0, 5.0, 20.0)  # points
@@ -136,7 +156,7 @@ DEFAULTS: Mapping[Kind, tuple[Guardrail, ...]] = {
     Kind.LATENCY: (
         _g("p50_rel", "up", 0.05, 0.10, 0.25),
         _g("p90_rel", "up", 0.05, 0.10, 0.25),
-        _g("p99_rel", "up", 0.05, 0.10, 0.25),
+        _g("p99_rel", "up", 0.05, 0.10, 0.25, LATENCY_P99_WEIGHT),
         _MISSING,
     ),
     Kind.FEATURE: (_KS, _MISSING, _OUT_OF_RANGE, *_CATEGORICAL),
@@ -183,12 +203,14 @@ _TOP_KEYS = frozenset(
         "cooldown",
         "max_epoch_age",
         "check_interval",
+        "live_exact_limit",
         "playbook_url",
         "guardrails",
         "models",
     }
 )
-_GUARDRAIL_KEYS = frozenset({"direction", "minor", "moderate", "severe", "enabled"})
+_GUARDRAIL_KEYS = frozenset({"direction", "minor", "moderate", "severe", "enabled", "weight"})
+_REQUIRED_KEYS = frozenset({"direction", "minor", "moderate", "severe"})
 _MODEL_KEYS = frozenset({"playbook_url", "seasonality", "signals", "outcomes"})
 
 _Table = dict[str, dict[str, Guardrail | None]]  # effect -> guardrail (None: disabled)
@@ -200,6 +222,8 @@ class Guardrails:
     Top-level keys: ``alpha`` (false-alarm budget per (model, environment) per
     epoch, default 0.01), ``consecutive`` (2), ``resolve_after`` (300 s),
     ``cooldown`` (600 s), ``max_epoch_age`` (86400 s), ``check_interval`` (10 s),
+    ``live_exact_limit`` (values a live series with a quantile guardrail keeps
+    exactly when the comparator merges the epoch's buckets, :data:`LIVE_EXACT_LIMIT`),
     ``playbook_url``.
 
     >>> Guardrails.load(None).alpha
@@ -215,6 +239,7 @@ class Guardrails:
         cooldown: float = 600.0,
         max_epoch_age: float = 86400.0,
         check_interval: float = 10.0,
+        live_exact_limit: int = LIVE_EXACT_LIMIT,
         playbook_url: str = "",
         kinds: Mapping[Kind, Mapping[str, Guardrail | None]] | None = None,
         models: Mapping[str, _ModelConfig] | None = None,
@@ -225,6 +250,7 @@ class Guardrails:
         self.cooldown = cooldown
         self.max_epoch_age = max_epoch_age
         self.check_interval = check_interval
+        self.live_exact_limit = live_exact_limit
         self._playbook_url = playbook_url
         self._kinds: dict[Kind, dict[str, Guardrail | None]] = {
             k: {g.effect: g for g in DEFAULTS[k]} for k in Kind
@@ -294,6 +320,16 @@ class Guardrails:
                 raise ConfigError(f"{where}: {key!r} must be {rule}, got {value!r}")
             timings[key] = value
         playbook = _string(data, "playbook_url", where, "")
+        live_exact = data.get("live_exact_limit", LIVE_EXACT_LIMIT)
+        if (
+            isinstance(live_exact, bool)
+            or not isinstance(live_exact, int)
+            or not 0 <= live_exact <= 0xFFFFFFFF
+        ):
+            raise ConfigError(
+                f"{where}: 'live_exact_limit' must be a whole number from 0 to 4294967295,"
+                f" got {live_exact!r}"
+            )
 
         kinds: dict[Kind, dict[str, Guardrail | None]] = {}
         section = _table(data, "guardrails", where, "")
@@ -340,6 +376,7 @@ class Guardrails:
         result = cls(
             alpha=a,
             consecutive=consecutive,
+            live_exact_limit=live_exact,
             playbook_url=playbook,
             kinds=kinds,
             models=models,
@@ -396,6 +433,16 @@ class Guardrails:
             self._typed[key] = found
         return found
 
+    def exact_limit_for(self, model: str, kind: Kind, signal: str) -> int | None:
+        """The exact limit of a live numeric series merged for a comparison:
+        ``live_exact_limit`` when one of its guardrails is a quantile effect (exact
+        values remove the digest's rank slack from its bounds), else None (the
+        parts' own limit)."""
+        rails = self.for_state(model, kind, signal, False)
+        if self.live_exact_limit and any(g.effect in _QUANTILE_NAMES for g in rails):
+            return self.live_exact_limit
+        return None
+
     def playbook_url(self, model: str) -> str:
         """The model's playbook URL, else the top-level one, else ""."""
         config = self._models.get(model)
@@ -423,6 +470,7 @@ class Guardrails:
             if key not in ("alpha", "consecutive", "resolve_after", "cooldown") and key not in (
                 "max_epoch_age",
                 "check_interval",
+                "live_exact_limit",
             ):
                 raise ConfigError(f"unknown guardrails field {key!r}")
             setattr(copy, key, value)
@@ -523,7 +571,7 @@ def _parse_effects(
             out[effect] = None
             continue
         old = base.get(effect) or defaults.get(effect)
-        if old is None and skip_incomplete and not _GUARDRAIL_KEYS - {"enabled"} <= set(fields):
+        if old is None and skip_incomplete and not _REQUIRED_KEYS <= set(fields):
             continue
         values: dict[str, Any] = dataclasses.asdict(old) if old is not None else {}
         values["effect"] = effect
@@ -549,6 +597,13 @@ def _parse_effects(
                 raise ConfigError(
                     f"{where}: '{at}.{tier}' must be greater than 0 (a magnitude; the direction"
                     f" says up or down), got {values[tier]!r}"
+                )
+        if "weight" in fields:
+            values["weight"] = _number(fields, "weight", 1.0, where, at + ".")
+            if values["weight"] <= 0:
+                raise ConfigError(
+                    f"{where}: '{at}.weight' must be greater than 0 (a share of the family's"
+                    f" alpha relative to the other tests), got {values['weight']!r}"
                 )
         if not values["minor"] <= values["moderate"] <= values["severe"]:
             raise ConfigError(

@@ -1090,13 +1090,24 @@ def decode_state(data: bytes) -> NumericState | CategoricalState:
     return CategoricalState._decode(view)
 
 
-def merge_encoded(blobs: Iterable[bytes]) -> NumericState | CategoricalState:
-    """Decode and merge encoded states of one series; ValueError if none or of mixed types."""
+def merge_encoded(
+    blobs: Iterable[bytes], *, exact_limit: int | None = None
+) -> NumericState | CategoricalState:
+    """Decode and merge encoded states of one series; ValueError if none or of mixed types.
+
+    ``exact_limit`` (numeric series) raises the merged state's exact limit to at
+    least that many values: exact parts then stay exact past their own limit (a
+    transient merge for a comparison, where exactness removes the digest's rank
+    slack; it costs 8 bytes per value held). A digest part still makes the result a
+    digest.
+    """
     result: NumericState | CategoricalState | None = None
     for blob in blobs:
         state = decode_state(blob)
         if result is None:
             result = state
+            if exact_limit is not None and isinstance(state, NumericState) and state.is_exact:
+                state.exact_limit = max(state.exact_limit, exact_limit)
         elif type(state) is not type(result):
             raise ValueError(
                 f"cannot merge a {type(state).__name__} into a {type(result).__name__}: "

@@ -14,11 +14,15 @@ the form ``open_store`` understands.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
+
+import redis
 
 __all__ = ["ClusterUnavailable", "LocalCluster"]
 
@@ -96,6 +100,7 @@ class LocalCluster:
                     f" {create.stderr.decode()[-2000:]}"
                 )
             self.wait_ok(timeout)
+            self.wait_replicas_synced(timeout)
         except BaseException:
             self.stop()
             raise
@@ -127,6 +132,10 @@ class LocalCluster:
                 "no",
                 "--protected-mode",
                 "no",
+                # Replicas sync at once (the default waits 5 s for more replicas),
+                # so a replica is a failover candidate as soon as start() returns.
+                "--repl-diskless-sync-delay",
+                "0",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -164,9 +173,118 @@ class LocalCluster:
             time.sleep(0.1)
         raise ClusterUnavailable(f"cluster did not reach cluster_state:ok in {timeout} s")
 
+    def wait_replicas_synced(self, timeout: float = 30.0) -> None:
+        """Until every live replica's link to its primary is up (initial sync done):
+        a replica that never synced cannot be promoted."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = []
+            for port in self.alive():
+                client = self.node(port)
+                try:
+                    info = cast(dict[str, Any], client.info("replication"))
+                finally:
+                    client.close()
+                if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                    pending.append(port)
+            if not pending:
+                return
+            time.sleep(0.05)
+        raise ClusterUnavailable(f"replicas did not finish their initial sync in {timeout} s")
+
+    # -- topology and faults (tests/stores/test_cluster_failover.py) -------------
+
+    def node(self, port: int) -> redis.Redis:
+        """A plain (non-cluster) client of one node; the caller closes it."""
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=2)
+
+    def alive(self) -> list[int]:
+        return [p for p, proc in self.processes.items() if proc.poll() is None]
+
+    def _nodes(self, via: int | None = None) -> list[dict[str, str]]:
+        """``CLUSTER NODES`` of a live node as dicts (id, port, flags, master, slots)."""
+        port = via if via is not None else self.alive()[0]
+        raw = subprocess.run(
+            ["redis-cli", "-p", str(port), "cluster", "nodes"], capture_output=True, timeout=5
+        ).stdout.decode()
+        rows = []
+        for line in raw.splitlines():
+            parts = line.split()
+            rows.append(
+                {
+                    "id": parts[0],
+                    "port": parts[1].split("@")[0].rsplit(":", 1)[1],
+                    "flags": parts[2],
+                    "master": parts[3],
+                    "slots": " ".join(parts[8:]),
+                }
+            )
+        return rows
+
+    def node_id(self, port: int) -> str:
+        client = self.node(port)
+        try:
+            return cast(bytes, client.execute_command("CLUSTER MYID")).decode()
+        finally:
+            client.close()
+
+    def primary_of_slot(self, slot: int, via: int | None = None) -> int:
+        """Port of the primary serving ``slot``, as the node ``via`` sees the map."""
+        client = self.node(via if via is not None else self.alive()[0])
+        try:
+            ranges = cast(list[Any], client.execute_command("CLUSTER SLOTS"))
+        finally:
+            client.close()
+        for first, last, primary, *_ in ranges:
+            if int(first) <= slot <= int(last):
+                return int(primary[1])
+        raise LookupError(f"no node serves slot {slot}")
+
+    def primaries(self) -> list[int]:
+        """Ports of the live primaries."""
+        return sorted(
+            int(n["port"])
+            for n in self._nodes()
+            if "master" in n["flags"] and "fail" not in n["flags"]
+        )
+
+    def replicas_of(self, port: int) -> list[int]:
+        """Ports of the replicas of the primary on ``port``."""
+        me = self.node_id(port)
+        return sorted(int(n["port"]) for n in self._nodes() if n["master"] == me)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (no shutdown, no save) and reap it."""
+        proc = self.processes[port]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def pause(self, port: int) -> None:
+        """SIGSTOP one node: it neither replicates nor answers until :meth:`resume`."""
+        self.processes[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self.processes[port].send_signal(signal.SIGCONT)
+
+    def wait_promoted(self, slot: int, old: int, timeout: float = 30.0) -> int:
+        """Until a live node other than ``old`` serves ``slot`` and the cluster is
+        ok again on every live node; returns its port."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                owner = self.primary_of_slot(slot)
+            except (redis.RedisError, LookupError):
+                owner = old
+            if owner != old and owner in self.alive():
+                self.wait_ok(max(0.1, deadline - time.monotonic()), ports=self.alive())
+                return owner
+            time.sleep(0.02)
+        raise ClusterUnavailable(f"slot {slot} was not failed over from port {old} in {timeout} s")
+
     def stop(self) -> None:
         for proc in self.processes.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused node cannot handle SIGTERM
                 proc.terminate()
         for proc in self.processes.values():
             try:

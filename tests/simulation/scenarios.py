@@ -93,13 +93,28 @@ def draw(rng: np.random.Generator, n: int, hours: npt.NDArray[np.float64] | None
     return {X: x, SCORE: score, LATENCY: latency, COUNTRY: names}
 
 
-def new_states() -> dict[SeriesId, State]:
-    """Empty states of the four series, configured as the windows configure them."""
+def new_states(
+    guardrails: Guardrails | None = None, exact_limit: int | None = None
+) -> dict[SeriesId, State]:
+    """Empty states of the four series, configured as the windows configure them.
+
+    With ``guardrails`` they are live states as the comparator merges an epoch's
+    buckets (each bucket exact: a check's worth of values): a series with a
+    quantile guardrail keeps ``guardrails.live_exact_limit`` values exactly. With
+    ``exact_limit`` every numeric series keeps that many (a what-if for baselines).
+    """
     s = _SETTINGS
+
+    def numeric(sid: SeriesId) -> NumericState:
+        limit = s.exact_limit if exact_limit is None else exact_limit
+        if guardrails is not None:
+            limit = max(limit, guardrails.exact_limit_for(MODEL, sid.kind, sid.signal) or 0)
+        return NumericState(s.compression, limit)
+
     return {
-        X: NumericState(s.compression, s.exact_limit),
-        SCORE: NumericState(s.compression, s.exact_limit),
-        LATENCY: NumericState(s.compression, s.exact_limit),
+        X: numeric(X),
+        SCORE: numeric(SCORE),
+        LATENCY: numeric(LATENCY),
         COUNTRY: CategoricalState(s.categorical_capacity),
     }
 
@@ -232,18 +247,20 @@ def run_stream(
     live: int,
     step: int,
     inject: Injection | None = None,
+    baseline_exact_limit: int | None = None,
 ) -> Outcome:
     """A stationary stream: freeze ``baseline`` samples, then check every ``step``
     live samples (with ``inject`` applied to live data) up to ``live``, observing
     each comparison with the alert lifecycle (``consecutive`` checks in a row).
-    Returns the first alert that fires."""
+    Returns the first alert that fires. ``baseline_exact_limit`` keeps that many
+    baseline values exactly (a what-if: frozen baselines keep the setting's limit)."""
     rng = np.random.default_rng(seed)
     injection_rng = np.random.default_rng([seed, 1])
-    base = new_states()
+    base = new_states(exact_limit=baseline_exact_limit)
     for start in range(0, baseline, 50_000):
         add(base, draw(rng, min(50_000, baseline - start)))
     tests = count_tests(base.items(), guardrails, MODEL)
-    live_states = new_states()
+    live_states = new_states(guardrails)
     clock = _Clock()
     alerter = Alerter(
         clock=clock,
@@ -342,8 +359,8 @@ def seasonal_stream(
         tests = sum(count_tests(s.items(), guardrails, MODEL) for s in base_phase)
     else:
         tests = count_tests(whole.items(), guardrails, MODEL)
-    live_phase = [new_states() for _ in range(phases)]
-    live_whole = new_states()
+    live_phase = [new_states(guardrails) for _ in range(phases)]
+    live_whole = new_states(guardrails)
     step_hours = _DAY_HOURS / checks
     raised = 0
     first = ""
