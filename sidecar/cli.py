@@ -980,13 +980,18 @@ def _event_name(event: pb.Event) -> str:
     return pb.EventType.Name(event.type).removeprefix("EVENT_TYPE_").lower()
 
 
-def _cmd_events_list(args: argparse.Namespace) -> int:
+def _list_start(args: argparse.Namespace) -> float:
+    """Check ``--limit`` and turn ``--since`` (a duration) into a start time (0: all)."""
     if args.limit <= 0:
         raise _UsageError("--limit must be greater than 0")
     try:
-        start = time.time() - parse_duration(args.since) if args.since else 0.0
+        return time.time() - parse_duration(args.since) if args.since else 0.0
     except ValueError as err:
         raise _UsageError(f"--since: {err}") from None
+
+
+def _cmd_events_list(args: argparse.Namespace) -> int:
+    start = _list_start(args)
     with _client(args) as client:
         response = client.events(
             model=args.model or "",
@@ -1056,12 +1061,7 @@ def _verdict(value: int) -> str:
 
 
 def _cmd_impact_list(args: argparse.Namespace) -> int:
-    if args.limit <= 0:
-        raise _UsageError("--limit must be greater than 0")
-    try:
-        start = time.time() - parse_duration(args.since) if args.since else 0.0
-    except ValueError as err:
-        raise _UsageError(f"--since: {err}") from None
+    start = _list_start(args)
     with _client(args) as client:
         response = client.impact_reports(
             model=args.model or "",

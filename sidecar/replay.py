@@ -548,25 +548,7 @@ class _Replayer:
     def impact_events(self, start: float, end: float) -> list[EventRecord]:
         """Events of every model and environment in ``[start, end)``: the input's
         event lines (id ``line-<n>``) and the differences derived from fingerprints."""
-        found = [
-            EventRecord(
-                type=e.type,
-                time=e.time,
-                model=e.model,
-                environment=e.environment,
-                version=e.version,
-                node=e.node,
-                image=e.image,
-                attributes=e.attributes,
-                recorded_by=_ACTOR,
-                source="replay",
-                id=f"line-{e.line}",
-            )
-            for e in self.events
-            if start <= e.time < end
-        ]
-        found += self.event_log.list(None, None, start=start, end=end, limit=2000)
-        return found
+        return self.list_events(None, start, end)
 
     def finish(self) -> None:
         """The clock runs on to the next check so the last data is looked at."""
@@ -883,9 +865,10 @@ class _Replayer:
             digest = self.fingerprint_hashes[key] = f"r{len(self.fingerprint_hashes)}"
         return instance, fields, digest
 
-    def list_events(self, environment: str, start: float, end: float) -> list[EventRecord]:
-        """Events of every model in ``[start, end)`` applying to ``environment``: the
-        input's event lines and the differences derived from fingerprints."""
+    def list_events(self, environment: str | None, start: float, end: float) -> list[EventRecord]:
+        """Events of every model in ``[start, end)`` applying to ``environment`` (every
+        environment when None): the input's event lines (id ``line-<n>``) and the
+        differences derived from fingerprints."""
         found = [
             EventRecord(
                 type=e.type,
@@ -901,7 +884,7 @@ class _Replayer:
                 id=f"line-{e.line}",
             )
             for e in self.events
-            if start <= e.time < end and e.environment in ("", environment)
+            if start <= e.time < end and (environment is None or e.environment in ("", environment))
         ]
         found += self.event_log.list(None, environment, start=start, end=end, limit=2000)
         return found

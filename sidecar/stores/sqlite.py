@@ -837,29 +837,20 @@ class SQLiteStore:
         types: Sequence[str] = (),
     ) -> list[EventRecord]:
         """The newest ``limit`` matching events, oldest first by time, then id."""
-        if limit <= 0:
-            return []
-        where = ["time >= ?", "time < ?"]
-        params: list[Any] = [start, end]
-        if model is not None:
-            where.append("model = ?")
-            params.append(model)
-        if environment is not None:
-            # an event recorded without an environment applies to every environment
-            where.append("environment IN (?, '')")
-            params.append(environment)
-        if types:
-            where.append(f"type IN ({', '.join('?' for _ in types)})")
-            params.extend(types)
-        params.append(limit)
-        sql = (
-            "SELECT record FROM events WHERE "
-            + " AND ".join(where)
-            + " ORDER BY time DESC, id DESC LIMIT ?"
+        # an event recorded without an environment applies to every environment
+        records = self._newest_records(
+            "events",
+            "time",
+            start,
+            end,
+            limit,
+            model=model,
+            environment=environment,
+            environment_sql="environment IN (?, '')",
+            kind_column="type",
+            kinds=types,
         )
-        with self._locked() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [EventRecord.from_json(r[0]) for r in reversed(rows)]
+        return [EventRecord.from_json(r) for r in records]
 
     def update_event_attributes(
         self, model: str, event_id: str, attributes: Mapping[str, str]
@@ -1096,28 +1087,59 @@ class SQLiteStore:
         verdicts: Sequence[str] = (),
     ) -> list[ImpactRecord]:
         """The newest ``limit`` matching reports, oldest first by event time, then id."""
+        records = self._newest_records(
+            "impact_reports",
+            "event_time",
+            start,
+            end,
+            limit,
+            model=model,
+            environment=environment,
+            environment_sql="environment = ?",
+            kind_column="verdict",
+            kinds=verdicts,
+        )
+        return [ImpactRecord.from_json(r) for r in records]
+
+    def _newest_records(
+        self,
+        table: str,
+        time_column: str,
+        start: float,
+        end: float,
+        limit: int,
+        *,
+        model: str | None,
+        environment: str | None,
+        environment_sql: str,
+        kind_column: str,
+        kinds: Sequence[str],
+    ) -> list[str]:
+        """The JSON ``record`` column of the newest ``limit`` rows of ``table`` with
+        ``time_column`` in ``[start, end)`` and the given filters, oldest first (by
+        time, then id). Table and column names are ours, never the caller's input."""
         if limit <= 0:
             return []
-        where = ["event_time >= ?", "event_time < ?"]
+        where = [f"{time_column} >= ?", f"{time_column} < ?"]
         params: list[Any] = [start, end]
         if model is not None:
             where.append("model = ?")
             params.append(model)
         if environment is not None:
-            where.append("environment = ?")
+            where.append(environment_sql)
             params.append(environment)
-        if verdicts:
-            where.append(f"verdict IN ({', '.join('?' for _ in verdicts)})")
-            params.extend(verdicts)
+        if kinds:
+            where.append(f"{kind_column} IN ({', '.join('?' for _ in kinds)})")
+            params.extend(kinds)
         params.append(limit)
         sql = (
-            "SELECT record FROM impact_reports WHERE "
+            f"SELECT record FROM {table} WHERE "
             + " AND ".join(where)
-            + " ORDER BY event_time DESC, id DESC LIMIT ?"
+            + f" ORDER BY {time_column} DESC, id DESC LIMIT ?"
         )
         with self._locked() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [ImpactRecord.from_json(r[0]) for r in reversed(rows)]
+        return [str(r[0]) for r in reversed(rows)]
 
     # -- lifecycle ---------------------------------------------------------------
 
