@@ -4,7 +4,10 @@
 per primary) on free loopback ports, each in its own temporary directory with
 ``--cluster-enabled yes``, joins them with ``redis-cli --cluster create ...
 --cluster-yes``, waits until every node reports ``cluster_state:ok`` and
-knows all slots, and stops every process on :meth:`stop`.
+knows all slots and every replica finished its initial sync (a replica that
+never synced cannot be promoted), and stops every process on :meth:`stop`.
+For fault tests it kills (SIGKILL), pauses and resumes nodes, tells which
+primary serves a slot and waits for a replica's promotion.
 
 The ``redis_cluster_url`` fixture (``tests/conftest.py``) shares one
 3-primary cluster per test session; its URL is ``redis+cluster://host:port``,

@@ -20,15 +20,23 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar, cast
 from urllib.parse import quote, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -354,13 +362,45 @@ def _lease_ms(holder: str, ttl_seconds: float) -> int:
     return max(1, int(ttl_seconds * 1000))
 
 
+def _ack_options(url: str, acks: Any, timeout: Any) -> tuple[str, int, float]:
+    """Take ``replica_acks`` / ``replica_ack_timeout`` out of the URL's query (they
+    override the arguments) and check them; the rest of the URL goes to redis-py."""
+    base, sep, query = url.partition("?")
+    kept: list[str] = []
+    for pair in query.split("&") if sep else []:
+        name, _, value = pair.partition("=")
+        if name == "replica_acks":
+            acks = value
+        elif name == "replica_ack_timeout":
+            timeout = value
+        elif pair:
+            kept.append(pair)
+    try:
+        acks = int(acks)
+        timeout = float(timeout)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"Redis store option replica_acks must be an integer and replica_ack_timeout"
+            f" a number of seconds: {err}"
+        ) from err
+    if acks < 0:
+        raise ConfigError(f"Redis store option replica_acks must be >= 0, got {acks}")
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ConfigError(f"Redis store option replica_ack_timeout must be > 0, got {timeout}")
+    return base + ("?" + "&".join(kept) if kept else ""), acks, timeout
+
+
 class RedisStore:
     """The :class:`~sidecar.stores.base.Store` on Redis.
 
     ``url`` is ``redis://``, ``rediss://`` or ``unix://``; ``prefix`` starts
     every key (several deployments can share one server); ``client`` replaces
     the connection made from ``url`` (it must use ``decode_responses=False``;
-    the store does not close a client it was given).
+    the store does not close a client it was given). ``replica_acks`` > 0 (or
+    ``?replica_acks=N`` in the URL) makes baseline, pointer and audit writes
+    wait (``WAIT``) until that many replicas have them, at most
+    ``replica_ack_timeout`` seconds (``?replica_ack_timeout=S``), and fail with
+    ``StoreUnavailable`` when fewer confirmed (docs/storage.md, Redis Cluster).
 
     >>> store = RedisStore("redis://127.0.0.1:6379/0", prefix="bl")  # doctest: +SKIP
     >>> store.get_pointer("fraud", "prod").revision  # doctest: +SKIP
@@ -377,9 +417,16 @@ class RedisStore:
         connect_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         max_events_per_model: int = MAX_EVENTS_PER_MODEL,
+        replica_acks: int = 0,
+        replica_ack_timeout: float = 1.0,
     ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ConfigError(f"Redis key prefix {prefix!r} must be non-empty and hold no braces")
+        url, replica_acks, replica_ack_timeout = _ack_options(
+            url, replica_acks, replica_ack_timeout
+        )
+        self._acks = replica_acks
+        self._ack_timeout_ms = max(1, round(replica_ack_timeout * 1000))
         self._prefix = prefix
         self._clock = clock
         self._max_events = max_events_per_model
@@ -512,20 +559,91 @@ class RedisStore:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _refresh_cluster_map(self) -> None:
+        """Re-read a cluster's slot map, which also picks a live default node.
+
+        redis-py's cluster pipeline routes a raw ``EVALSHA`` by asking its
+        default node (``COMMAND GETKEYS``) and, on that path, never replaces a
+        default node that died: after a failover of that node's primary every
+        pipelined flush failed until the process restarted, on every model. A
+        refresh after a connection error, plus a default node that answers,
+        fixes that (tests/stores/test_cluster_failover.py)."""
+        client: Any = self._client
+        if not isinstance(self._client, RedisCluster):
+            return
+        # While the cluster still elects this may fail: the next error refreshes again.
+        with suppress(RedisError, RedisClusterException):
+            client.nodes_manager.initialize()
+        # Until the failover is done the new map still names the dead primary,
+        # maybe as default node: move the default to a primary that answers, so
+        # the other primaries' models keep working meanwhile.
+        default = client.get_default_node()
+        for node in [default, *(n for n in client.get_primaries() if n is not default)]:
+            with suppress(RedisError, RedisClusterException, AttributeError):
+                node.redis_connection.ping()
+                if node is not default:
+                    client.set_default_node(node)
+                return
+
+    def _confirm(self, keys: Sequence[str]) -> None:
+        """With ``replica_acks``: wait until the replicas of each key's node have
+        everything that node acknowledged so far, or raise ``StoreUnavailable``.
+
+        ``WAIT`` counts the writes of its own connection, and a pool (or a cluster
+        client) hands out any connection, so each check writes a marker key in
+        the same slot (``{key}:ack``, or ``stem:ack`` for a stem that carries a
+        hash tag) and sends ``WAIT`` right after it on one connection: a
+        replica that has the marker has every earlier write of that node."""
+        if not self._acks:
+            return
+        for key in dict.fromkeys(keys):
+            marker = f"{key}:ack" if "{" in key else f"{{{key}}}:ack"
+            for attempt in (0, 1):
+                client: Any = self._client
+                if isinstance(self._client, RedisCluster):
+                    node = client.get_node_from_key(marker)  # the slot map, no round trip
+                    client = client.get_redis_connection(node)
+                pipe = client.pipeline(transaction=False)
+                pipe.set(marker, b"1", px=60_000)
+                pipe.execute_command("WAIT", self._acks, self._ack_timeout_ms)
+                try:
+                    _, acked = pipe.execute()
+                    break
+                except (MovedError, AskError, TryAgainError, ClusterDownError):
+                    if attempt:
+                        raise
+                    self._refresh_cluster_map()
+            if int(acked) < self._acks:
+                raise StoreUnavailable(
+                    f"Redis at {self._where} applied the write but only {int(acked)} of"
+                    f" {self._acks} replicas confirmed it within"
+                    f" {self._ack_timeout_ms / 1000:g} s: it may be lost if the primary"
+                    " fails over now; read it back before retrying"
+                )
+
     def _pipelined(self, build: Callable[[Any], None]) -> list[Any]:
         """Run the commands ``build`` queues in one round trip (non-transactional)."""
-        for attempt in (0, 1):
+        reloaded = refreshed = False
+        while True:
             pipe = self._client.pipeline(transaction=False)
             build(pipe)
             try:
                 return pipe.execute()
             except NoScriptError:
-                # The server lost its script cache (restart): load again and
-                # resend; every write here is an idempotent upsert.
+                # The server lost its script cache (restart, or a replica
+                # promoted by a failover): load again and resend; every write
+                # here is an idempotent upsert.
                 self._sha.clear()
-                if attempt:
+                if reloaded:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                reloaded = True
+            except (RedisConnectionError, RedisTimeoutError):
+                # On a cluster, a node failed over or moved: refresh the slot
+                # map and resend once (idempotent upserts, see above).
+                if refreshed or not isinstance(self._client, RedisCluster):
+                    raise
+                self._refresh_cluster_map()
+                refreshed = True
 
     def _sealed(
         self,
@@ -535,6 +653,7 @@ class RedisStore:
         head_args: int,
         args: Sequence[Any],
         audit: AuditDraft,
+        confirm: Sequence[str] = (),
     ) -> tuple[list[Any], AuditEntry | None]:
         """Run a script that appends ``audit`` to ``chain``: seal the entry with
         the head we expect, insert (sealed json, seq, hash, new hash) at
@@ -550,6 +669,8 @@ class RedisStore:
             if _s(reply[0]) != "stale":
                 if _s(reply[0]) == "ok":
                     self._heads[chain] = (entry.seq, entry.hash)
+                    # the model's slot and the global index written before it
+                    self._confirm([self._chain_stem(chain), self._models_key(), *confirm])
                     return reply, entry
                 return reply, None
             seq, head = int(reply[1]), _s(reply[2])
@@ -756,7 +877,9 @@ class RedisStore:
             ]
             for sid, state in series.items():
                 args += (sid, state)
-            reply, entry = self._sealed("create_baseline", record.model, keys, 5, args, audit)
+            reply, entry = self._sealed(
+                "create_baseline", record.model, keys, 5, args, audit, confirm=[ids]
+            )
             outcome = _s(reply[0])
             if outcome != "ok":
                 if created:  # we wrote the index entry for a baseline that was not written

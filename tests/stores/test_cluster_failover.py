@@ -21,7 +21,7 @@ import pytest
 from redis.cluster import key_slot
 
 from sidecar.audit import verify_chain
-from sidecar.errors import Conflict, StoreUnavailable
+from sidecar.errors import ConfigError, Conflict, StoreUnavailable
 from sidecar.lease import LeaseManager
 from sidecar.records import AuditEntry, BaselineRecord, Partial, PointerState, Status
 from sidecar.stores import RedisStore
@@ -29,11 +29,15 @@ from tests.cluster_support import ClusterUnavailable, LocalCluster
 from tests.conftest import REQUIRE_REDIS
 from tests.stores import draft, rec
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = pytest.mark.redis
 
 _T = TypeVar("_T")
 NODE_TIMEOUT_MS = 1000
-PREFIX = "blfo"
+# The global index keys (P:windows 6194, P:models 7545, P:ids 10918) of this
+# prefix sit outside slots 0-5460, the first primary's: killing that primary
+# then leaves every other model's writes working (see the first test).
+PREFIX = "blfo2"
+GLOBAL_SLOTS = [int(key_slot(f"{PREFIX}:{k}".encode())) for k in ("windows", "models", "ids")]
 
 
 @pytest.fixture
@@ -191,6 +195,7 @@ class PromotionWatch:
         self._thread.join(timeout=5)
 
 
+@pytest.mark.slow
 def test_primary_killed_replica_promoted_nothing_acknowledged_lost(
     cluster_with_replicas: LocalCluster,
 ) -> None:
@@ -201,11 +206,25 @@ def test_primary_killed_replica_promoted_nothing_acknowledged_lost(
         assert len(models) == 3
         bucket = int(time.time()) // 60 * 60
         acked = {m: seed(store, m, bucket) for m in models.values()}
-        victim_port, victim = next(iter(models.items()))
+        # The primary of slot 0 is the client's default node (the first primary
+        # of its slot map), the node whose loss redis-py's cluster pipeline did
+        # not recover from (RedisStore._refresh_cluster_map).
+        victim_port = cluster.primary_of_slot(0)
+        victim = models[victim_port]
+        assert all(cluster.primary_of_slot(slot) != victim_port for slot in GLOBAL_SLOTS)
         replica = cluster.replicas_of(victim_port)[0]
 
         cluster.kill(victim_port)
         watch = PromotionWatch(cluster, _slot(victim), victim_port)
+        # Models of the other primaries go on at once, without a single error,
+        # while the dead primary's replica has not been promoted yet (the global
+        # index keys live elsewhere: a primary holding them takes every model's
+        # writes down while it fails over).
+        for other in acked.values():
+            if other.model != victim:
+                other.partials += write_partials(store, other.model, bucket + 60, "sidecar-a")
+                other.audit.append(store.append_audit(draft("note", "during", model=other.model)))
+                assert store.get_pointer(other.model, "prod") == other.pointer
 
         # The sidecar's flush: a window write of the victim model, retried as the
         # flush loop would (here without its backoff, to count every failure).
@@ -223,7 +242,7 @@ def test_primary_killed_replica_promoted_nothing_acknowledged_lost(
         assert promoted == replica, "the dead primary's own replica took its slots over"
 
         # Every acknowledged write of every model reads back, the victim's from
-        # its promoted replica; the other models never noticed.
+        # its promoted replica.
         for state in acked.values():
             check_intact(store, state)
         node = cluster.node(promoted)
@@ -238,7 +257,7 @@ def test_primary_killed_replica_promoted_nothing_acknowledged_lost(
         print(
             f"\nfailover: promoted after {watch.promoted_after or -1:.2f} s,"
             f" first flush ok after {flush_s:.2f} s"
-            f" ({len(flush_errors)} StoreUnavailable, client retries inside each);"
+            f" ({len(flush_errors)} StoreUnavailable at one call per 50 ms);"
             f" audit append after it: {len(audit_errors)} errors;"
             f" first error: {(flush_errors or ['none'])[0][:160]}"
         )
@@ -246,23 +265,50 @@ def test_primary_killed_replica_promoted_nothing_acknowledged_lost(
         store.close()
 
 
+@pytest.mark.slow
 def test_write_acknowledged_while_replica_lags_is_lost_on_failover(
     cluster_with_replicas: LocalCluster,
 ) -> None:
     """Replication is asynchronous: what the primary acknowledged but had not yet
-    sent to its replica is gone after the replica takes over. (A paused replica
-    makes the lag long enough to hit deterministically.)"""
+    sent to its replica is gone after the replica takes over; the chain goes on
+    from the promoted replica's head, so it still verifies. With
+    ``replica_acks=1`` the same write fails with ``StoreUnavailable`` instead of
+    being acknowledged."""
     cluster = cluster_with_replicas
     store = RedisStore(cluster.url, prefix=PREFIX, socket_timeout=5.0, connect_timeout=1.0)
+    acked_store = RedisStore(
+        f"{cluster.url}?replica_acks=1&replica_ack_timeout=0.3",
+        prefix=PREFIX,
+        socket_timeout=5.0,
+        connect_timeout=1.0,
+    )
     try:
         models = models_by_primary(cluster)
         victim_port, victim = next(iter(models.items()))
         replica = cluster.replicas_of(victim_port)[0]
         bucket = int(time.time()) // 60 * 60
-        before = seed(store, victim, bucket)
+        before = seed(acked_store, victim, bucket)  # every write confirmed by the replica
 
+        # The cost of the confirmation, measured here, reported (not asserted).
+        costs = {}
+        for name, s in (("plain", store), ("replica_acks=1", acked_store)):
+            began = time.perf_counter()
+            for i in range(50):
+                before.audit.append(s.append_audit(draft("note", f"{name}-{i}", model=victim)))
+            costs[name] = (time.perf_counter() - began) / 50 * 1000
+
+        # Lag on demand: the replica is paused and its replication link cut, so the
+        # primary acknowledges the next write without having sent it anywhere.
         cluster.pause(replica)
+        primary = cluster.node(victim_port)
+        try:
+            assert primary.execute_command("CLIENT", "KILL", "TYPE", "replica") == 1
+        finally:
+            primary.close()
+        with pytest.raises(StoreUnavailable, match="only 0 of 1 replicas confirmed"):
+            acked_store.append_audit(draft("note", "refused-unconfirmed", model=victim))
         lagging = store.append_audit(draft("note", "acked-but-not-replicated", model=victim))
+        assert lagging.seq == before.audit[-1].seq + 2  # after the unconfirmed one
         cluster.kill(victim_port)
         cluster.resume(replica)
         promoted = cluster.wait_promoted(_slot(victim), victim_port)
@@ -270,15 +316,23 @@ def test_write_acknowledged_while_replica_lags_is_lost_on_failover(
 
         retry_until_ok(lambda: check_intact(store, before))  # what was replicated survived
         chain, _, _ = retry_until_ok(lambda: list(store.read_audit_chain(victim)))
-        assert lagging.seq not in {e.seq for e in chain}, "the lagging write was lost"
+        assert max(e.seq for e in chain) == before.audit[-1].seq, "both lagging writes lost"
         assert verify_chain(store, victim).ok
         # The chain goes on from the promoted replica's head.
         entry, _, _ = retry_until_ok(
             lambda: store.append_audit(draft("note", "after", model=victim))
         )
-        assert entry.seq == lagging.seq and entry.prev_hash == before.audit[-1].hash
+        assert entry.seq == before.audit[-1].seq + 1
+        assert entry.prev_hash == before.audit[-1].hash
+        print(
+            f"\nlost on failover: the 2 audit entries written after the replica's link"
+            f" was cut (1 acknowledged, 1 refused by replica_acks=1);"
+            f" append_audit {costs['plain']:.2f} ms plain,"
+            f" {costs['replica_acks=1']:.2f} ms with replica_acks=1"
+        )
     finally:
         store.close()
+        acked_store.close()
 
 
 def _migrate_slot(
@@ -315,6 +369,7 @@ def _migrate_slot(
     return moved
 
 
+@pytest.mark.slow
 def test_slot_resharded_while_in_use(cluster_no_replicas: LocalCluster) -> None:
     cluster = cluster_no_replicas
     store = RedisStore(cluster.url, prefix=PREFIX, socket_timeout=5.0, connect_timeout=1.0)
@@ -347,9 +402,22 @@ def test_slot_resharded_while_in_use(cluster_no_replicas: LocalCluster) -> None:
         during: list[Any] = []
 
         def mid_migration() -> None:
-            # Some of the model's keys are on the target now, the rest still on
-            # the source: reads of either kind follow ASK.
+            # The first batch is on the target, the rest still on the source. Move
+            # the keys these reads need too: the source now answers ASK for them.
             bid = next(iter(acked.baselines))
+            wanted = [f"{_stem(model)}:{kind}" for kind in (f"b:{bid}", f"bs:{bid}", "ptr:prod")]
+            src, dst = cluster.node(source), cluster.node(target)
+            try:
+                src.execute_command(
+                    "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *wanted
+                )  # NOKEY when the first batch took them all
+                pipe = dst.pipeline(transaction=False)  # ASKING holds for one command
+                pipe.execute_command("ASKING")
+                pipe.exists(*wanted)
+                assert pipe.execute()[1] == len(wanted), "the keys are on the target only"
+            finally:
+                src.close()
+                dst.close()
             during.append(store.get_baseline_series(bid))
             during.append(store.get_pointer(model, "prod"))
 
@@ -377,6 +445,7 @@ def test_slot_resharded_while_in_use(cluster_no_replicas: LocalCluster) -> None:
         store.close()
 
 
+@pytest.mark.slow
 def test_lease_across_failover(cluster_with_replicas: LocalCluster) -> None:
     """Two scopes on the primary that dies. ``renewing``: its holder keeps renewing
     through the failover and keeps the lease (same token), and nobody else gets
@@ -438,3 +507,71 @@ def test_lease_across_failover(cluster_with_replicas: LocalCluster) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+@pytest.mark.slow
+def test_lease_granted_in_the_lag_window_is_lost_but_stays_fenced(
+    cluster_with_replicas: LocalCluster,
+) -> None:
+    """A lease acquired but not yet replicated is lost with its token counter: the
+    next holder gets the same token number. Fencing compares token and holder,
+    so the first holder's writes are refused and its next renewal drops it."""
+    cluster = cluster_with_replicas
+    stores = [RedisStore(cluster.url, prefix=PREFIX, socket_timeout=2.0) for _ in "ab"]
+    try:
+        a, b = (LeaseManager(s, name, 30.0) for s, name in zip(stores, "ab", strict=True))
+        victim_port, model = next(iter(models_by_primary(cluster).items()))
+        replica = cluster.replicas_of(victim_port)[0]
+        cluster.pause(replica)
+        primary = cluster.node(victim_port)
+        try:
+            primary.execute_command("CLIENT", "KILL", "TYPE", "replica")
+        finally:
+            primary.close()
+        token_a = a.ensure(model, "prod")
+        cluster.kill(victim_port)
+        cluster.resume(replica)
+        cluster.wait_promoted(_slot(model), victim_port)
+
+        token_b, _, _ = retry_until_ok(lambda: b.ensure(model, "prod"))
+        assert token_a == token_b == 1, "the same token number, granted twice"
+        assert a.token(model, "prod") == b.token(model, "prod")  # both believe, until...
+        with pytest.raises(Conflict):
+            stores[0].write_alert_state(model, "prod", "a", token_a, b"stale")
+        stores[1].write_alert_state(model, "prod", "b", token_b, b"fresh")
+        assert a.renew() == [(model, "prod")]  # ...a's next renewal drops it
+        assert a.token(model, "prod") is None and b.token(model, "prod") == token_b
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_replica_acks_on_a_server_without_replicas(redis_url: str, redis_prefix: str) -> None:
+    """Standalone Redis: the confirmation runs too; with no replica to confirm,
+    the write is applied but the call fails, naming the shortfall."""
+    store = RedisStore(f"{redis_url}?replica_acks=1&replica_ack_timeout=0.05", prefix=redis_prefix)
+    plain = RedisStore(f"{redis_url}?replica_acks=0", prefix=redis_prefix)
+    try:
+        with pytest.raises(
+            StoreUnavailable, match=r"only 0 of 1 replicas confirmed it within 0\.05 s"
+        ):
+            store.create_baseline(rec("b1", "w1"), {"s": b"x"}, draft("freeze", "b1"))
+        assert plain.get_baseline("b1").name == "w1"  # applied, just not confirmed
+        plain.append_audit(draft("note", "b1"))
+    finally:
+        store.close()
+        plain.close()
+
+
+@pytest.mark.parametrize(
+    "query, problem",
+    [
+        ("replica_acks=two", "must be an integer"),
+        ("replica_acks=-1", "must be >= 0"),
+        ("replica_acks=1&replica_ack_timeout=0", "must be > 0"),
+        ("replica_ack_timeout=nan", "must be > 0"),
+    ],
+)
+def test_replica_acks_options_are_checked(query: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        RedisStore(f"redis://127.0.0.1:1/0?{query}")
