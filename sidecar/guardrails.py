@@ -36,9 +36,9 @@ from sidecar.stats.effects import CATEGORICAL_EFFECTS, NUMERIC_EFFECTS
 __all__ = [
     "DEFAULTS",
     "DIRECTIONS",
-    "QUALITY_EFFECTS",
     "LATENCY_P99_WEIGHT",
     "LIVE_EXACT_LIMIT",
+    "QUALITY_EFFECTS",
     "Guardrail",
     "Guardrails",
     "Seasonality",
@@ -571,7 +571,7 @@ def _parse_effects(
             out[effect] = None
             continue
         old = base.get(effect) or defaults.get(effect)
-        if old is None and skip_incomplete and not _REQUIRED_KEYS <= set(fields):
+        if old is None and skip_incomplete and not set(fields) >= _REQUIRED_KEYS:
             continue
         values: dict[str, Any] = dataclasses.asdict(old) if old is not None else {}
         values["effect"] = effect

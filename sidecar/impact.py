@@ -253,7 +253,7 @@ class _Check:
     before: dict[SeriesId, _State] | None = None
     before_frozen: bool = False
     evaluator: EffectEvaluator[_Key] | None = None
-    tests: int = 0
+    tests: float = 0.0  # the family's alpha shares (compare.count_tests: weighted)
     after: _After | None = None
 
 

@@ -334,6 +334,7 @@ class NumericState:
         "_n",
         "_precision",
         "_sorted",
+        "_tail_runs",
         "_values",
         "exact_limit",
         "missing",
@@ -356,6 +357,9 @@ class NumericState:
         self._values: npt.NDArray[np.float64] | None = _EMPTY if exact_limit else None
         self._n = 0
         self._sorted = 0
+        # True while the values past _sorted are sorted runs appended by merge (then one
+        # stable sort, a linear run merge, orders them; an add appends unsorted values).
+        self._tail_runs = True
         self._digest: fastdigest.TDigest | None = (
             None if exact_limit else fastdigest.TDigest(compression)
         )
@@ -548,6 +552,7 @@ class NumericState:
                     buf = self._grow(n + k)
                 buf[n : n + k] = arr
                 self._n = n + k
+                self._tail_runs = False
                 self._digest = None
                 self._precision = None
                 self._bits = None  # derived once, when needed
@@ -638,10 +643,12 @@ class NumericState:
         n, done = self._n, self._sorted
         view = self._values[:n]
         if done < n:
-            view[done:].sort()
-            if done:
-                view.sort(kind="stable")  # timsort: merging two sorted runs is linear
+            if not self._tail_runs:
+                view[done:].sort()
+            if done or self._tail_runs:
+                view.sort(kind="stable")  # timsort: merging sorted runs is near linear
             self._sorted = n
+            self._tail_runs = True
         return view
 
     def _to_digest(self) -> None:

@@ -19,7 +19,7 @@ from sidecar.compare import (
     count_tests,
 )
 from sidecar.errors import FailedPrecondition
-from sidecar.guardrails import Guardrails, Tier
+from sidecar.guardrails import LATENCY_P99_WEIGHT, Guardrails, Tier
 from sidecar.records import Kind, SeriesId
 from sidecar.series import CategoricalState, NumericState
 from sidecar.settings import Settings
@@ -116,14 +116,15 @@ def test_injected_shifts_fire_the_right_tier_and_effect() -> None:
 def test_alpha_is_split_over_the_baselines_guarded_effects() -> None:
     # latency: p50/p90/p99_rel, missing_rate (4); numeric feature: ks, missing_rate,
     # out_of_range_rate (3); categorical feature: tvd, new_category_share, missing_rate (3).
-    assert count_tests(BASE.items(), DEFAULTS, MODEL) == 10
+    # Weighted: the latency p99 test counts LATENCY_P99_WEIGHT shares, the others one.
+    assert count_tests(BASE.items(), DEFAULTS, MODEL) == 9 + LATENCY_P99_WEIGHT
     live = states(6, 1_000)
     _, alpha_test = compare_states(BASE, live, DEFAULTS, MODEL, 0.01)
-    assert alpha_test == pytest.approx(0.001)
+    assert alpha_test == pytest.approx(0.01 / (9 + LATENCY_P99_WEIGHT))
     # Fixed by the baseline: live series that are missing, or unknown to it, change nothing.
     partial = {LAT: live[LAT], SeriesId("*", "*", Kind.FEATURE, "brand_new"): live[AMOUNT]}
     findings, alpha_test = compare_states(BASE, partial, DEFAULTS, MODEL, 0.01)
-    assert alpha_test == pytest.approx(0.001)
+    assert alpha_test == pytest.approx(0.01 / (9 + LATENCY_P99_WEIGHT))
     assert [f.series for f in findings] == [LAT]
     # The phases of a seasonal comparison are all tests of one family.
     _, alpha_test = compare_states(BASE, live, DEFAULTS, MODEL, 0.01, phase="03", tests=240)
@@ -247,7 +248,7 @@ def test_comparator_end_to_end_with_epochs(rig: Rig) -> None:
     )
     assert {f.series for f in result.findings} == {AMOUNT, LAT}
     assert [f.live_count for f in result.findings] == [9_000, 9_000]
-    assert result.alpha_per_test == pytest.approx(0.01 / 7)
+    assert result.alpha_per_test == pytest.approx(0.01 / (6 + LATENCY_P99_WEIGHT))
 
     # A shift of the feature: the cumulative epoch catches it.
     rig.clock.now += 60
@@ -303,10 +304,11 @@ def test_findings_hold_the_guarded_effects_as_the_reference_functions_give_them(
             # One-sided guardrails get one-sided quantile ends (effects.end_alpha).
             rails = DEFAULTS.for_state(MODEL, finding.series.kind, finding.series.signal, False)
             directions = {rail.effect: rail.direction for rail in rails}
+            weights = {rail.effect: rail.weight for rail in rails}  # weighted alpha shares
             ref = numeric_effects(
                 b,
                 lv,
-                lambda _n: alpha_test,
+                lambda n, w=weights: alpha_test * w.get(n, 1.0),
                 only=tuple(finding.effects),
                 direction_for=lambda n, d=directions: d.get(n, "both"),
             )
@@ -395,7 +397,7 @@ def test_seasonal_baseline_compares_phase_by_phase() -> None:
     result = rig.comparator.compare(MODEL, ENV)
     assert result is not None and result.tier is None
     assert sorted({f.phase for f in result.findings}) == [f"{h:02d}" for h in range(6)]
-    assert result.alpha_per_test == pytest.approx(0.01 / (24 * 7))
+    assert result.alpha_per_test == pytest.approx(0.01 / (24 * (6 + LATENCY_P99_WEIGHT)))
     # Without seasonality the same baseline and traffic compare as a whole, and alarm.
     plain = Comparator(rig.store, rig.windows, DEFAULTS, clock=rig.clock)
     result = plain.compare(MODEL, ENV)

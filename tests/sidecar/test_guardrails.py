@@ -23,7 +23,8 @@ def test_defaults_follow_the_issue() -> None:
     assert g.seasonality("m") is None
 
     latency = rails(g, Kind.LATENCY)
-    assert latency["p99_rel"] == Guardrail("p99_rel", "up", 0.05, 0.10, 0.25)
+    # The latency p99 takes a larger share of alpha (weighted Bonferroni, weight 4).
+    assert latency["p99_rel"] == Guardrail("p99_rel", "up", 0.05, 0.10, 0.25, 4.0)
     assert latency["p50_rel"].minor == latency["p90_rel"].minor == 0.05
     assert latency["missing_rate"] == Guardrail("missing_rate", "up", 1.0, 5.0, 20.0)
     feature = rails(g, Kind.FEATURE)
@@ -106,7 +107,8 @@ direction = "down"
         60.0,
         3600.0,
     )
-    assert rails(g, Kind.LATENCY)["p99_rel"] == Guardrail("p99_rel", "up", 0.08, 0.10, 0.25)
+    # "the rest stays default", the weight included
+    assert rails(g, Kind.LATENCY)["p99_rel"] == Guardrail("p99_rel", "up", 0.08, 0.10, 0.25, 4.0)
     feature = rails(g, Kind.FEATURE)
     assert "ks" not in feature
     assert feature["psi"] == Guardrail("psi", "up", 0.1, 0.2, 0.3)

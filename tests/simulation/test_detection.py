@@ -60,19 +60,10 @@ def test_no_change_twin_raises_nothing(name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known limit, issue 3 stays open: at 100,000 live samples against a 200,000-sample"
-        " baseline the lower end of the one-sided p99 interval (time-uniform live radius"
-        " ~0.0014 + baseline radius ~0.00077 in rank, plus t-digest slack 0.0003 a side)"
-        " sits ~6% below the estimate, so a true +10% shift clears the +5% guardrail only"
-        " when the estimate runs high (seed 7: alert at 128k; 5 of 20 seeds within 100k,"
-        " docs/statistics.md 'Detection delays'). strict: this fails loudly once the bounds"
-        " are tight enough to detect it."
-    ),
-)
 def test_latency_p99_up_10_percent_with_p50_unchanged_is_detected() -> None:
+    """Seed 7 alerts at 98,000 live samples: inside the budget by one check. Over seeds
+    100-119 the median is 74,000 and 12 of 20 are within 100,000 (docs/statistics.md,
+    "Detection delays"): the budget is met typically, not for every seed."""
     print(_run(SCENARIOS["latency p99 +10%"], changed=True))
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import baselined.v1.baselined_pb2 as pb
 import numpy as np
 import pytest
 
-import baselined.v1.baselined_pb2 as pb
 from sidecar.baselines import BaselineManager
 from sidecar.compare import Comparator, build_evaluator, compare_states, count_tests
 from sidecar.errors import ConfigError
@@ -239,3 +239,28 @@ def test_comparator_keeps_quantile_guarded_live_series_exact(
         assert isinstance(amount, NumericState) and not amount.is_exact  # ks only: not raised
     exact, digest = lowers[LIVE_EXACT_LIMIT], lowers[0]
     assert exact.estimate - exact.lower < digest.estimate - digest.lower
+
+
+def test_exact_merges_of_sorted_runs_and_raw_adds_stay_exact() -> None:
+    """Merges append sorted runs (ordered by one linear stable sort), adds append raw
+    values: any mix of them gives numpy's quantiles."""
+    rng = np.random.default_rng(4)
+    state = NumericState(1000, 300_000)
+    seen = []
+    for i in range(12):
+        values = rng.lognormal(3.0, 0.5, 7_000)
+        seen.append(values)
+        if i % 3 == 2:
+            state.add(values)
+        else:
+            state.merge(_numeric(values))
+        if i % 4 == 3:  # read in between: part sorted, then more runs or raw values
+            levels = np.array([0.01, 0.5, 0.99])
+            np.testing.assert_array_equal(
+                state.quantiles(levels), np.quantile(np.concatenate(seen), levels)
+            )
+    assert state.is_exact and state.count == 84_000
+    levels = np.linspace(0.001, 0.999, 37)
+    np.testing.assert_array_equal(
+        state.quantiles(levels), np.quantile(np.concatenate(seen), levels)
+    )
