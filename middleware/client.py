@@ -286,14 +286,20 @@ class Client:
         )
         return self._call("ListAlerts", request, pb.ListAlertsResponse, self._alerts)
 
-    def watch_alerts(self, model: str = "", environment: str = "") -> Iterator[pb.Alert]:
+    def watch_alerts(
+        self, model: str = "", environment: str = "", *, include_firing: bool = False
+    ) -> Iterator[pb.Alert]:
         """Every alert change from now on, as it happens (no deadline).
 
+        With ``include_firing`` the stream starts with every alert firing now
+        (oldest first), then the changes, with no gap and no duplicate between them.
         The iterator blocks between changes; it ends when the sidecar stops and
         raises ClientError if the stream fails. Break out of the loop (or close
         the client) to stop watching.
         """
-        request = pb.WatchAlertsRequest(model=model, environment=environment)
+        request = pb.WatchAlertsRequest(
+            model=model, environment=environment, include_firing=include_firing
+        )
         stream = self._alerts.WatchAlerts(request)
         try:
             yield from stream

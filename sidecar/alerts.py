@@ -262,6 +262,17 @@ class Subscription:
         self._closed = False
         self.dropped = 0
         self._dropping = False
+        # Changes already queued by :meth:`seed` (fingerprint, state, updated_at):
+        # a later push of the same change is skipped, so a snapshot never doubles.
+        self._seeded: set[tuple[str, str, float]] = set()
+
+    def seed(self, alerts: Iterable[Alert]) -> None:
+        """Queue ``alerts`` ahead of every change (before the feed is registered)."""
+        with self._lock:
+            for alert in alerts:
+                self._queue.append(alert)
+                self._seeded.add((alert.fingerprint, alert.state, alert.updated_at))
+        self._ready.set()
 
     def wants(self, alert: Alert) -> bool:
         return (self._model is None or alert.model == self._model) and (
@@ -273,6 +284,8 @@ class Subscription:
         with self._lock:
             if self._closed:
                 return
+            if self._seeded and (alert.fingerprint, alert.state, alert.updated_at) in self._seeded:
+                return  # already sent as part of the snapshot
             if len(self._queue) >= self._maxsize:
                 self._queue.popleft()
                 self.dropped += 1
@@ -418,14 +431,34 @@ class Alerter:
         )
 
     def subscribe(
-        self, model: str | None = None, environment: str | None = None, *, maxsize: int = 1000
+        self,
+        model: str | None = None,
+        environment: str | None = None,
+        *,
+        maxsize: int = 1000,
+        include_firing: bool = False,
     ) -> Subscription:
         """A feed of every later change (optionally of one model / environment).
 
+        With ``include_firing`` the feed starts with every alert firing now that
+        matches (oldest first; on a fleet sidecar also those of scopes others
+        lead): the snapshot is taken and the feed registered under one lock, so
+        no change falls between the two and none is sent twice.
         Call from the event loop that will read it; close it when done.
         """
         sub = Subscription(self, asyncio.get_running_loop(), model, environment, maxsize)
         with self._lock:
+            if include_firing:
+                firing = [t.firing for t in self._tracks.values() if t.firing is not None]
+                firing += self._published.values()
+                if self.fleet_alerts is not None:  # takes only the fleet's own lock
+                    firing += [a for a in self.fleet_alerts() if a.firing]
+                sub.seed(
+                    sorted(
+                        (a for a in firing if sub.wants(a)),
+                        key=lambda a: (a.started_at, a.updated_at, a.fingerprint),
+                    )
+                )
             self._subscribers.append(sub)
         return sub
 

@@ -290,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
         "with --json one JSON object per line.",
     )
     _model_flags(watch, required=False)
+    watch.add_argument(
+        "--include-firing",
+        action="store_true",
+        help="start with every alert firing now (oldest first), then the changes",
+    )
     _target_flags(watch, read=True)
 
     compare = commands.add_parser(
@@ -806,7 +811,9 @@ def _cmd_alerts_watch(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"watching alerts at {args.target} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         for alert in client.watch_alerts(
-            model=args.model or "", environment=args.environment or ""
+            model=args.model or "",
+            environment=args.environment or "",
+            include_firing=args.include_firing,
         ):
             if args.json:
                 print(json.dumps(_as_dict(alert), separators=(",", ":")), flush=True)

@@ -334,9 +334,13 @@ class AlertsService:
     async def WatchAlerts(
         self, request: pb.WatchAlertsRequest, context: Context
     ) -> AsyncIterator[pb.Alert]:
-        """Every alert change from now on, until the client cancels or the sidecar stops."""
+        """Every alert change from now on (after, with ``include_firing``, every
+        alert firing now), until the client cancels or the sidecar stops."""
         with self._alerter.subscribe(
-            request.model or None, request.environment or None, maxsize=self._watch_queue
+            request.model or None,
+            request.environment or None,
+            maxsize=self._watch_queue,
+            include_firing=request.include_firing,
         ) as feed:
             async for alert in feed:
                 yield alert_to_pb(alert)

@@ -714,12 +714,14 @@ class ListAlertsResponse(_message.Message):
     def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
 
 class WatchAlertsRequest(_message.Message):
-    __slots__ = ("model", "environment")
+    __slots__ = ("model", "environment", "include_firing")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FIRING_FIELD_NUMBER: _ClassVar[int]
     model: str
     environment: str
-    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
+    include_firing: bool
+    def __init__(self, model: _Optional[str] = ..., environment: _Optional[str] = ..., include_firing: _Optional[bool] = ...) -> None: ...
 
 class CompareRequest(_message.Message):
     __slots__ = ("model", "environment")
