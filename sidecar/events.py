@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -30,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from sidecar.audit import actor_of, record_note
-from sidecar.errors import InvalidInput
+from sidecar.errors import AlreadyExists, Conflict, InvalidInput
 from sidecar.records import EventRecord
 from sidecar.stores.base import DEFAULT_EVENT_RETENTION, Store
 
@@ -42,8 +43,10 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "SOURCES",
     "BadCloudEvent",
+    "CloudEventConflict",
     "EventLog",
     "EventType",
+    "cloudevent_event_id",
     "event_type_from_cloudevent",
     "parse_cloudevent",
     "validate_event",
@@ -302,9 +305,59 @@ class EventLog:
         except Exception:
             _log.error("cannot audit the recorded event %s", event.id, exc_info=True)
 
-    def record_cloudevent(self, headers: Mapping[str, str], body: bytes) -> EventRecord:
-        """Parse a CloudEvent (see :func:`parse_cloudevent`), validate and store it."""
-        return self.append(parse_cloudevent(headers, body, now=self._clock()))
+    def record_cloudevent(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> tuple[EventRecord, bool]:
+        """Parse a CloudEvent (see :func:`parse_cloudevent`), validate and store
+        it; return the event and whether it is new.
+
+        CloudEvents 1.0: ``source`` + ``id`` identify an event, so the stored id
+        is :func:`cloudevent_event_id` of them and the store refuses it twice
+        (atomically). A repeat of the same event (a retried POST) stores
+        nothing, audits nothing and returns the stored event with ``False``; a
+        repeat whose content differs (type, time, scope, attributes, actor)
+        raises :class:`CloudEventConflict` naming the differing fields. A
+        repeat without ``time`` matches any stored time (it would be the
+        arrival time)."""
+        record, timed = _parse_cloudevent(headers, body, now=self._clock())
+        try:
+            return self.append(record), True
+        except AlreadyExists:
+            pass
+        ce_id = record.attributes["cloudevents.id"]
+        ce_source = record.attributes["cloudevents.source"]
+        stored = self._find(record)
+        if stored is None:
+            raise CloudEventConflict(
+                f"the CloudEvent id {ce_id!r} from source {ce_source!r} was recorded already"
+                f" (event {record.id}) but is no longer stored; send a new ce-id"
+            )
+        fields = _EVENT_FIELDS if timed else _EVENT_FIELDS[1:]
+        differ = [f for f in fields if getattr(stored, f) != getattr(record, f)]
+        if differ:
+            raise CloudEventConflict(
+                f"the CloudEvent id {ce_id!r} from source {ce_source!r} was recorded already"
+                f" (event {stored.id}) with a different {', '.join(differ)}; a new event"
+                " needs a new ce-id"
+            )
+        return stored, False
+
+    def _find(self, record: EventRecord) -> EventRecord | None:
+        """The stored event with ``record.id``: looked for at its time, then in
+        its model, then everywhere (a repeat may name another model). A few
+        short retries cover a concurrent first POST whose write is in flight."""
+        for attempt in range(5):
+            for model, start, end in (
+                (record.model, record.time, math.nextafter(record.time, math.inf)),
+                (record.model, 0.0, math.inf),
+                (None, 0.0, math.inf),
+            ):
+                limit = 1000 if end != math.inf else 1_000_000_000
+                for event in self._store.list_events(model, None, start, end, limit):
+                    if event.id == record.id:
+                        return event
+            _time.sleep(0.02 * (attempt + 1))
+        return None
 
     def list(
         self,
@@ -346,6 +399,41 @@ _REQUIRED = ("specversion", "id", "source", "type")
 _DATA_KEYS = frozenset(
     ["model", "environment", "version", "node", "image", "attributes", "custom_type", "actor"]
 )
+
+
+_EVENT_FIELDS = (
+    "time",
+    "type",
+    "custom_type",
+    "model",
+    "environment",
+    "version",
+    "node",
+    "image",
+    "attributes",
+    "recorded_by",
+)
+"""What a repeated CloudEvent must match (``time`` only when the repeat names one)."""
+
+
+def cloudevent_event_id(source: str, ce_id: str) -> str:
+    """The stored id of the CloudEvent ``(source, id)``: ``ev-`` and 20 hex
+    digits of their SHA-256, so a repeat of the event gets the same id.
+
+    >>> cloudevent_event_id("/ci", "run-1") == cloudevent_event_id("/ci", "run-1")
+    True
+    >>> cloudevent_event_id("/ci", "run-1") != cloudevent_event_id("/ci/run-1", "")
+    True
+    """
+    digest = hashlib.sha256(json.dumps([source, ce_id]).encode()).hexdigest()
+    return f"ev-{digest[:20]}"
+
+
+class CloudEventConflict(Conflict):
+    """A CloudEvent whose ``(source, id)`` was recorded already with different
+    content (answered 409; nothing stored)."""
+
+    reason = "duplicate_id_conflict"
 
 
 class BadCloudEvent(InvalidInput):
@@ -467,7 +555,7 @@ def _text(data: Mapping[str, Any], key: str) -> str:
 
 
 def parse_cloudevent(headers: Mapping[str, str], body: bytes, *, now: float) -> EventRecord:
-    """An (unvalidated, id-less) event from a CloudEvent 1.0 in binary mode
+    """An (unvalidated) event from a CloudEvent 1.0 in binary mode
     (``ce-*`` headers, JSON body) or structured mode (``Content-Type:
     application/cloudevents+json``). ``headers`` keys must be lower case.
 
@@ -476,8 +564,16 @@ def parse_cloudevent(headers: Mapping[str, str], body: bytes, *, now: float) -> 
     ``ce-subject``; scope, ``attributes``, ``custom_type`` and ``actor`` from
     the data object; recorded_by is ``data.actor``, else ``ce-source``.
     ``ce-id``, ``ce-source`` and ``ce-subject`` are kept as attributes
-    ``cloudevents.id`` / ``.source`` / ``.subject``. Raises BadCloudEvent.
+    ``cloudevents.id`` / ``.source`` / ``.subject``; the event id is
+    :func:`cloudevent_event_id` of ``ce-source`` and ``ce-id``. Raises BadCloudEvent.
     """
+    return _parse_cloudevent(headers, body, now=now)[0]
+
+
+def _parse_cloudevent(
+    headers: Mapping[str, str], body: bytes, *, now: float
+) -> tuple[EventRecord, bool]:
+    """:func:`parse_cloudevent` and whether the CloudEvent names its time."""
     attrs, data = _attributes_and_data(headers, body)
     if data is None:
         data = {}
@@ -510,7 +606,8 @@ def parse_cloudevent(headers: Mapping[str, str], body: bytes, *, now: float) -> 
     attributes["cloudevents.source"] = attrs["source"]
     if attrs.get("subject"):
         attributes["cloudevents.subject"] = attrs["subject"]
-    return EventRecord(
+    record = EventRecord(
+        id=cloudevent_event_id(attrs["source"], attrs["id"]),
         type=event_type.value,
         custom_type=custom_type,
         time=_parse_time(attrs["time"]) if attrs.get("time") else now,
@@ -523,3 +620,4 @@ def parse_cloudevent(headers: Mapping[str, str], body: bytes, *, now: float) -> 
         recorded_by=_text(data, "actor") or attrs["source"],
         source="cloudevents",
     )
+    return record, bool(attrs.get("time"))

@@ -8,7 +8,9 @@ Routes:
   the sidecar stops.
 * ``POST /v1/events``: a change event as a CloudEvent 1.0, binary or structured
   mode (:func:`sidecar.events.parse_cloudevent`); 201 with ``{"id": ...}``,
-  400 with ``{"error": reason, "message": ...}`` and nothing stored.
+  400 with ``{"error": reason, "message": ...}`` and nothing stored. Idempotent:
+  a repeat of the same ``(source, id)`` answers 200 with the stored event and
+  stores nothing; with different content, 409 ``duplicate_id_conflict``.
 * ``GET /healthz``: 200 ``ok``; 200 ``degraded: ...`` (why) while the store is
   unreachable (ingest goes on into memory); 503 ``stopping`` once the sidecar stops.
 * ``GET /metrics``: the text of the injected ``metrics_text`` callable
@@ -40,7 +42,7 @@ from aiohttp import web
 
 from sidecar.auth import AuthDenied, AuthInterceptor, Principal, using_principal
 from sidecar.errors import BaselinedError, InvalidInput, TooLarge
-from sidecar.events import EventLog
+from sidecar.events import CloudEventConflict, EventLog
 from sidecar.kserve import BadEvent, KServeIngest
 
 __all__ = [
@@ -165,12 +167,17 @@ async def _events(request: web.Request) -> web.Response:
     body = await request.read()
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
-        event = await asyncio.to_thread(log_.record_cloudevent, headers, body)
+        event, created = await asyncio.to_thread(log_.record_cloudevent, headers, body)
     except InvalidInput as err:
         return _problem(400, getattr(err, "reason", "invalid_event"), str(err))
+    except CloudEventConflict as err:
+        return _problem(409, err.reason, str(err))
     except BaselinedError as err:
         return _problem(503, "unavailable", str(err))
-    return web.json_response({"id": event.id, "type": event.type, "model": event.model}, status=201)
+    return web.json_response(
+        {"id": event.id, "type": event.type, "model": event.model, "duplicate": not created},
+        status=201 if created else 200,
+    )
 
 
 async def _healthz(request: web.Request) -> web.Response:

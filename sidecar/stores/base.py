@@ -217,8 +217,10 @@ class Store(Protocol):
         (a new unique id when ``record.id`` is empty). Events older than
         ``retention_seconds`` before ``record.recorded_at`` (0: the store's
         clock) are dropped: SQLite by event time, Redis by arrival in the
-        model's stream (``XTRIM MINID``). Raises ``AlreadyExists`` for a
-        duplicate id on SQLite."""
+        model's stream (``XTRIM MINID``). Raises ``AlreadyExists`` (and stores
+        nothing) when an event with ``record.id`` exists: atomically, so of two
+        concurrent appends of one id exactly one is stored (SQLite: the primary
+        key; Redis: a ``SET NX`` claim on the id, kept for the retention)."""
         ...
 
     def list_events(

@@ -14,6 +14,7 @@ them before any write when it is out of memory).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -1178,7 +1179,13 @@ class RedisStore:
         ``XTRIM MINID``: entries recorded more than retention ago go."""
         if not record.model:
             raise InvalidInput("model name must not be empty")
-        if not record.id:
+        claim = ""
+        if record.id:
+            # A caller-chosen id (a CloudEvent's, derived from source + id) is
+            # claimed first with SET NX: of two concurrent appends one wins, the
+            # other gets AlreadyExists. The claim lives as long as the retention.
+            claim = f"{self._prefix}:event-id:{_q(record.id)}"
+        else:
             record = dataclasses.replace(record, id=f"ev-{uuid.uuid4().hex[:20]}")
         key = self._events_key(record.model)
         # Stream ids are arrival times (ms); an event's time is never after its
@@ -1188,17 +1195,31 @@ class RedisStore:
         cutoff = now - retention_seconds
         min_id = max(0, int(cutoff * 1000)) if math.isfinite(cutoff) else 0
         with self._errors():
-            self._client.sadd(self._models_key(), record.model)  # global index first
-            pipe = self._client.pipeline(transaction=True)  # one key: one slot
-            pipe.xadd(
-                key,
-                {"id": record.id, "entry": record.to_json()},
-                maxlen=self._max_events,
-                approximate=True,
-            )
-            if min_id:
-                pipe.xtrim(key, minid=f"{min_id}-0", approximate=False)
-            pipe.execute()
+            if claim:
+                ttl_ms = (
+                    max(1, int(retention_seconds * 1000))
+                    if math.isfinite(retention_seconds)
+                    else None
+                )
+                if not self._client.set(claim, record.model, nx=True, px=ttl_ms):
+                    raise AlreadyExists(f"an event with id {record.id!r} already exists")
+            try:
+                self._client.sadd(self._models_key(), record.model)  # global index first
+                pipe = self._client.pipeline(transaction=True)  # one key: one slot
+                pipe.xadd(
+                    key,
+                    {"id": record.id, "entry": record.to_json()},
+                    maxlen=self._max_events,
+                    approximate=True,
+                )
+                if min_id:
+                    pipe.xtrim(key, minid=f"{min_id}-0", approximate=False)
+                pipe.execute()
+            except BaseException:
+                if claim:  # the event was not stored: free its id for a retry
+                    with contextlib.suppress(Exception):
+                        self._client.delete(claim)
+                raise
         return record
 
     def _event_attrs_key(self, model: str) -> str:
