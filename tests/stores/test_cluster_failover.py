@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from redis.cluster import key_slot
@@ -81,14 +81,24 @@ def _slot(model: str) -> int:
 
 def models_by_primary(cluster: LocalCluster) -> dict[int, str]:
     """One model name per primary, whose hash tag lands on that primary."""
+    # The slot map itself says which primaries serve slots (a node listed as a master
+    # in CLUSTER NODES just after start may serve none yet): read it once.
+    client = cluster.node(cluster.alive()[0])
+    try:
+        ranges = cast(list[Any], client.execute_command("CLUSTER SLOTS"))
+    finally:
+        client.close()
+    owners = [(int(first), int(last), int(primary[1])) for first, last, primary, *_ in ranges]
+    primaries = {port for _, _, port in owners}
     found: dict[int, str] = {}
-    primaries = set(cluster.primaries())
-    i = 0
-    while set(found) != primaries:
+    for i in range(100_000):
         name = f"model-{i}"
-        found.setdefault(cluster.primary_of_slot(_slot(name)), name)
-        i += 1
-    return found
+        slot = _slot(name)
+        port = next(p for first, last, p in owners if first <= slot <= last)
+        found.setdefault(port, name)
+        if set(found) == primaries:
+            return found
+    raise AssertionError(f"no model name found for every primary: {found} of {primaries}")
 
 
 @dataclass
