@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Final
 
@@ -188,25 +189,7 @@ def _rank_bounds(p: FloatArray, t: FloatArray, alpha: float) -> tuple[FloatArray
     """
     big_l = math.log(1.0 / alpha)
     r = mixture_concentration(alpha)
-    a, b = r * p, r * (1.0 - p)
-    log_p, log_q = np.log(p), np.log1p(-p)
-    const = -special.gammaln(a + b + t) - special.betaln(a, b) - t * log_q - big_l
-    drift = log_q - log_p
-
-    def f(s: FloatArray, idx: npt.NDArray[np.intp]) -> FloatArray:
-        out: FloatArray = (
-            special.gammaln(a[idx] + s)
-            + special.gammaln(b[idx] + t[idx] - s)
-            + s * drift[idx]
-            + const[idx]
-        )
-        return out
-
-    def df(s: FloatArray, idx: npt.NDArray[np.intp]) -> FloatArray:
-        out: FloatArray = (
-            special.digamma(a[idx] + s) - special.digamma(b[idx] + t[idx] - s) + drift[idx]
-        )
-        return out
+    f, df = _log_mixture(p, t, r, big_l)
 
     var = p * (1.0 - p)
     v, rho = var * t, var * (r + 1.0)
@@ -338,25 +321,7 @@ def _mixture_root(
     outside the root converges monotonically from outside: every iterate is
     conservative (further from t p).
     """
-    a, b = r * p, r * (1.0 - p)
-    log_p, log_q = np.log(p), np.log1p(-p)
-    const = -special.gammaln(a + b + t) - special.betaln(a, b) - t * log_q - thr
-    drift = log_q - log_p
-
-    def f(s: FloatArray, idx: npt.NDArray[np.intp]) -> FloatArray:
-        out: FloatArray = (
-            special.gammaln(a[idx] + s)
-            + special.gammaln(b[idx] + t[idx] - s)
-            + s * drift[idx]
-            + const[idx]
-        )
-        return out
-
-    def df(s: FloatArray, idx: npt.NDArray[np.intp]) -> FloatArray:
-        out: FloatArray = (
-            special.digamma(a[idx] + s) - special.digamma(b[idx] + t[idx] - s) + drift[idx]
-        )
-        return out
+    f, df = _log_mixture(p, t, r, thr)
 
     every = np.arange(p.size)
     var = p * (1.0 - p)
@@ -876,3 +841,35 @@ def fixed_mean_radius(n: npt.ArrayLike, alpha: npt.ArrayLike) -> FloatArray:
     with np.errstate(divide="ignore"):
         out: FloatArray = np.sqrt(np.log(2.0 / a) / (2.0 * na)).astype(np.float64)
     return out
+
+
+_Fn = Callable[[FloatArray, npt.NDArray[np.intp]], FloatArray]
+
+
+def _log_mixture(
+    p: FloatArray, t: FloatArray, r: FloatArray | float, thr: FloatArray | float
+) -> tuple[_Fn, _Fn]:
+    """log M_t(s) - thr of the beta-binomial mixture (prior Beta(r p, r (1 - p))) as a
+    function of the count s below the quantile, and its derivative in s; both take
+    the indices of the entries they evaluate (Newton iterates on a shrinking subset)."""
+    a, b = r * p, r * (1.0 - p)
+    log_p, log_q = np.log(p), np.log1p(-p)
+    const = -special.gammaln(a + b + t) - special.betaln(a, b) - t * log_q - thr
+    drift = log_q - log_p
+
+    def f(s: FloatArray, idx: npt.NDArray[np.intp]) -> FloatArray:
+        out: FloatArray = (
+            special.gammaln(a[idx] + s)
+            + special.gammaln(b[idx] + t[idx] - s)
+            + s * drift[idx]
+            + const[idx]
+        )
+        return out
+
+    def df(s: FloatArray, idx: npt.NDArray[np.intp]) -> FloatArray:
+        out: FloatArray = (
+            special.digamma(a[idx] + s) - special.digamma(b[idx] + t[idx] - s) + drift[idx]
+        )
+        return out
+
+    return f, df
