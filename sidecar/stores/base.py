@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from sidecar.errors import InvalidInput
 from sidecar.records import (
     AuditDraft,
     AuditEntry,
@@ -35,9 +36,26 @@ from sidecar.records import (
     Status,
 )
 
-__all__ = ["DEFAULT_EVENT_RETENTION", "Store"]
+__all__ = ["DEFAULT_EVENT_RETENTION", "Store", "check_prediction_args", "check_ttl"]
 
 DEFAULT_EVENT_RETENTION = 90 * 24 * 3600
+
+
+def check_ttl(ttl_seconds: int) -> None:
+    """Refuse a TTL that is not positive (both stores)."""
+    if ttl_seconds <= 0:
+        raise InvalidInput(f"ttl_seconds must be positive, got {ttl_seconds}")
+
+
+def check_prediction_args(model: str, ttl_seconds: int, max_records: int) -> None:
+    """Validate ``put_predictions``' arguments the same way in both stores."""
+    if not model:
+        raise InvalidInput("model name must not be empty")
+    check_ttl(ttl_seconds)
+    if max_records < 1:
+        raise InvalidInput(f"max_records must be at least 1, got {max_records}")
+
+
 """Seconds change events are kept by default (by event time)."""
 
 

@@ -61,7 +61,7 @@ from sidecar.records import (
     Policy,
     Status,
 )
-from sidecar.stores.base import DEFAULT_EVENT_RETENTION
+from sidecar.stores.base import DEFAULT_EVENT_RETENTION, check_prediction_args, check_ttl
 
 __all__ = ["RedisStore"]
 
@@ -348,11 +348,6 @@ def _check_scope(model: str, environment: str) -> None:
         raise InvalidInput("model name must not be empty")
     if not environment:
         raise InvalidInput("environment name must not be empty")
-
-
-def _check_ttl(ttl_seconds: int) -> None:
-    if ttl_seconds <= 0:
-        raise InvalidInput(f"ttl_seconds must be positive, got {ttl_seconds}")
 
 
 def _lease_ms(holder: str, ttl_seconds: float) -> int:
@@ -703,7 +698,7 @@ class RedisStore:
         finds an index entry before its data.
         """
         _check_scope(model, environment)
-        _check_ttl(ttl_seconds)
+        check_ttl(ttl_seconds)
         if not partials:
             return
         m = self._m(model)
@@ -1406,11 +1401,7 @@ class RedisStore:
         max_records: int,
     ) -> int:
         """Keep prediction records by request id; see ``Store.put_predictions``."""
-        if not model:
-            raise InvalidInput("model name must not be empty")
-        _check_ttl(ttl_seconds)
-        if max_records < 1:
-            raise InvalidInput(f"max_records must be at least 1, got {max_records}")
+        check_prediction_args(model, ttl_seconds, max_records)
         if not records:
             return 0
         width = self._prediction_width(ttl_seconds)
@@ -1459,7 +1450,7 @@ class RedisStore:
         """Claim the outcome of each request id; True where this call claimed it first."""
         if not model:
             raise InvalidInput("model name must not be empty")
-        _check_ttl(ttl_seconds)
+        check_ttl(ttl_seconds)
         if not request_ids:
             return []
         stem = f"{self._m(model)}:claim:"

@@ -33,7 +33,7 @@ from sidecar.records import (
     Policy,
     Status,
 )
-from sidecar.stores.base import DEFAULT_EVENT_RETENTION
+from sidecar.stores.base import DEFAULT_EVENT_RETENTION, check_prediction_args, check_ttl
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -213,11 +213,6 @@ def _check_scope(model: str, environment: str) -> None:
         raise InvalidInput("environment name must not be empty")
 
 
-def _check_ttl(ttl_seconds: int) -> None:
-    if ttl_seconds <= 0:
-        raise InvalidInput(f"ttl_seconds must be positive, got {ttl_seconds}")
-
-
 def _check_lease(holder: str, ttl_seconds: float) -> None:
     if not holder:
         raise InvalidInput("lease holder must not be empty")
@@ -357,7 +352,7 @@ class SQLiteStore:
     ) -> None:
         """Upsert partials of one (model, environment) in one transaction."""
         _check_scope(model, environment)
-        _check_ttl(ttl_seconds)
+        check_ttl(ttl_seconds)
         now = self._clock()
         expires = now + ttl_seconds
         heads = [(model, environment, p.bucket, p.writer) for p in partials]
@@ -976,11 +971,7 @@ class SQLiteStore:
         max_records: int,
     ) -> int:
         """Keep prediction records by request id; see ``Store.put_predictions``."""
-        if not model:
-            raise InvalidInput("model name must not be empty")
-        _check_ttl(ttl_seconds)
-        if max_records < 1:
-            raise InvalidInput(f"max_records must be at least 1, got {max_records}")
+        check_prediction_args(model, ttl_seconds, max_records)
         if not records:
             return 0
         now = self._clock()
@@ -1027,7 +1018,7 @@ class SQLiteStore:
         """Claim the outcome of each request id; True where this call claimed it first."""
         if not model:
             raise InvalidInput("model name must not be empty")
-        _check_ttl(ttl_seconds)
+        check_ttl(ttl_seconds)
         now = self._clock()
         claimed: list[bool] = []
         with self._transaction() as conn:
