@@ -94,6 +94,9 @@ def test_the_middleware_client_passes_include_firing_and_defaults_to_off(
     with_flag = served.client.watch_alerts(environment=ENV, include_firing=True)
     assert next(with_flag).fingerprint == fired.fingerprint
     with_flag.close()
+    # The closed stream unsubscribes asynchronously: wait until it has, so the
+    # wait for the next watcher below sees the new stream, not the old one.
+    wait_for(lambda: served.sidecar.alerter.watchers == 0)
 
     got: list[pb.Alert] = []
     default = served.client.watch_alerts(environment=ENV)
@@ -102,6 +105,7 @@ def test_the_middleware_client_passes_include_firing_and_defaults_to_off(
     wait_for(lambda: served.sidecar.alerter.watchers >= 1)
     push(served, finding(Tier.MODERATE, series=AMOUNT))
     reader.join(timeout=10)
+    assert not reader.is_alive(), "the watcher without include_firing received nothing"
     default.close()
     assert len(got) == 1 and got[0].fingerprint != fired.fingerprint
 
